@@ -1,0 +1,121 @@
+"""Process settings, read from the environment and an optional TOML file.
+
+Every setting has a default that works on a fresh machine with no configuration
+(the embedded default: SQLite and the simulated cluster).  Environment variables use
+the ``DEVBOX_`` prefix (``DEVBOX_PORT=9000``); ``DATABASE_URL`` and ``KUBECONFIG`` are also
+read without the prefix, as users expect.  A TOML file named by ``DEVBOX_CONFIG`` supplies
+values that the environment does not; the environment wins.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "devbox"
+
+
+class ClusterMode(StrEnum):
+    """Which Kubernetes the process talks to."""
+
+    SIM = "sim"
+    """The simulated API server in ``app.simcluster``, started in-process."""
+    KUBE = "kube"
+    """A real cluster, from ``KUBECONFIG`` or the in-cluster service account."""
+
+
+class LogFormat(StrEnum):
+    """How log lines are written."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+class Settings(BaseSettings):
+    """All settings of the API server, the controller and the embedded cluster."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DEVBOX_",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    host: str = Field("127.0.0.1", description="Address the API server listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port the API server listens on.")
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where the embedded default keeps its SQLite file, cluster state, kubeconfig.",
+    )
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("DEVBOX_DATABASE_URL", "DATABASE_URL"),
+        description="SQLAlchemy async URL; default: SQLite in data_dir.",
+    )
+    cluster: ClusterMode = Field(ClusterMode.SIM, description="sim (embedded) or kube (real).")
+    kubeconfig: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("DEVBOX_KUBECONFIG", "KUBECONFIG"),
+        description="Kubeconfig for --cluster=kube; in-cluster config is used when unset.",
+    )
+    sim_port: int = Field(
+        0, ge=0, le=65535, description="Port of the simulated API server (0: a free one)."
+    )
+    sim_nodes: int = Field(1, ge=1, le=100, description="Number of simulated nodes.")
+    sim_state_file: Path | None = Field(
+        None, description="Where the simulated cluster persists its state; default: data_dir."
+    )
+    system_namespace: str = Field(
+        "devbox-system", description="Namespace of the official runtimes and the controller."
+    )
+    manifests_dir: Path = Field(
+        REPO_ROOT / "k8s",
+        description="Folder with the crds/ and runtimes/ manifests for the embedded cluster.",
+    )
+    log_level: str = Field("INFO", description="Python logging level name.")
+    log_format: LogFormat = Field(LogFormat.TEXT, description="text (readable) or json.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = os.environ.get("DEVBOX_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'devbox.db'}"
+
+    @property
+    def effective_sim_state_file(self) -> Path:
+        """Where the simulated cluster keeps its state."""
+        return self.sim_state_file or self.data_dir / "cluster.json"
+
+    def describe(self) -> dict[str, Any]:
+        """Settings as plain values, for printing at start-up (no secrets are held here)."""
+        return self.model_dump(mode="json")
