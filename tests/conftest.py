@@ -1,0 +1,6 @@
+"""Shared fixtures: the Kubernetes target, PostgreSQL, and dependency checks."""
+
+pytest_plugins = [
+    "tests.fixtures.kube",
+    "tests.fixtures.postgres",
+]
