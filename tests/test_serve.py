@@ -42,7 +42,10 @@ class Served:
         env["COLUMNS"] = "200"
         self.process = subprocess.Popen(
             [DEVBOXCTL, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -82,8 +85,12 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 
 def _kubectl(kubectl: Path, kubeconfig: Path, *args: str) -> str:
-    result = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), *args],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(kubectl), "--kubeconfig", str(kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -107,8 +114,9 @@ def test_serve_brings_up_api_cluster_and_official_runtimes(served: Served, kubec
         assert name in table
     assert "CLASS" in table.splitlines()[0]  # printer columns from the CRD
 
-    reply = httpx.post(f"http://127.0.0.1:{served.port}/graphql",
-                       json={"query": "{ version }"}, timeout=10)
+    reply = httpx.post(
+        f"http://127.0.0.1:{served.port}/graphql", json={"query": "{ version }"}, timeout=10
+    )
     assert reply.status_code == 200
     assert reply.json() == {"data": {"version": "0.1.0"}}
     assert (served.data_dir / "devbox.db").exists()
@@ -134,7 +142,9 @@ def test_serve_refuses_a_port_in_use_with_a_clear_message(tmp_path: Path) -> Non
         port = busy.getsockname()[1]
         result = subprocess.run(
             [DEVBOXCTL, "serve", "--port", str(port), "--data-dir", str(tmp_path)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert result.returncode == 1
     assert "already in use" in result.stderr

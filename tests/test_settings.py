@@ -26,9 +26,7 @@ def test_database_url_is_read_without_prefix(monkeypatch: pytest.MonkeyPatch) ->
     assert Settings().effective_database_url == "postgresql+asyncpg://u@db/devbox"
 
 
-def test_environment_wins_over_config_file(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_environment_wins_over_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "devbox.toml"
     config.write_text('port = 9100\nhost = "0.0.0.0"\ncluster = "kube"\n')
     monkeypatch.setenv("DEVBOX_CONFIG", str(config))

@@ -60,6 +60,14 @@ class Options:
     """Seconds between BOOKMARK events on watches that allow them (real servers: ~1 min)."""
 
 
+GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+
+
+def _flag(value: str | None) -> bool:
+    """A boolean query parameter, parsed as Go's strconv.ParseBool does."""
+    return value in GO_TRUE
+
+
 def _json(data: Any, status: int = 200) -> Response:
     return Response(
         json.dumps(data, separators=(",", ":")), status_code=status, media_type="application/json"
@@ -261,9 +269,9 @@ class KubeApi:
             # validates only kinds the document describes, so it validates none here.
             info = _pb_string(1, "Kubernetes") + _pb_string(2, "v1.20.2")
             body = _pb_string(1, "2.0") + _pb_bytes(2, info)
-            return Response(
-                body, media_type="application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
-            )
+            # kube-openapi answers protobuf as octet-stream: Go's mime parser rejects the "@"
+            # in the protobuf media type, and kubectl parses the response's Content-Type.
+            return Response(body, media_type="application/octet-stream")
         return _json(
             {
                 "swagger": "2.0",
@@ -319,7 +327,7 @@ class KubeApi:
         dry_run = params.get("dryRun") == "All"
         if not target.name:
             if method == "GET":
-                if target.watch or params.get("watch") in ("true", "1"):
+                if target.watch or _flag(params.get("watch")):
                     return self._watch(request, rt, target.namespace, table)
                 return self._list(request, rt, target.namespace, table)
             if method == "POST" and rt.namespaced and target.namespace is None:
@@ -460,7 +468,7 @@ class KubeApi:
             timeout = float(timeout_text) if timeout_text else random.uniform(1800, 3600)
         except ValueError as exc:
             raise BadRequest(f'invalid timeoutSeconds "{timeout_text}"') from exc
-        bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
+        bookmarks = _flag(params.get("allowWatchBookmarks"))
         include = params.get("includeObject", "Metadata")
         try:
             watcher = self.store.watch(
@@ -582,7 +590,7 @@ class KubeApi:
         if "propagationPolicy" in params:
             options["propagationPolicy"] = params["propagationPolicy"]
         if "orphanDependents" in params:
-            options["orphanDependents"] = params["orphanDependents"] in ("true", "1")
+            options["orphanDependents"] = _flag(params["orphanDependents"])
         if "orphanDependents" in options and "propagationPolicy" not in options:
             options["propagationPolicy"] = (
                 "Orphan" if options["orphanDependents"] else ("Background")

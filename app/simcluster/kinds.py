@@ -601,13 +601,37 @@ class NodeStrategy(Strategy):
 class IngressStrategy(Strategy):
     """Ingresses (networking.k8s.io/v1): hosts must be DNS names."""
 
+    PATH_TYPES = ("Exact", "Prefix", "ImplementationSpecific")
+
     def validate(self, obj: JSON) -> list[Cause]:
         causes = []
         for i, rule in enumerate((obj.get("spec") or {}).get("rules") or []):
-            host = rule.get("host") if isinstance(rule, dict) else None
+            if not isinstance(rule, dict):
+                continue
+            host = rule.get("host")
             if host:
                 for message in names.dns1123_subdomain_errors(host.removeprefix("*.")):
                     causes.append(_invalid(f"spec.rules[{i}].host", host, message))
+            for j, path in enumerate((rule.get("http") or {}).get("paths") or []):
+                where = f"spec.rules[{i}].http.paths[{j}]"
+                path_type = path.get("pathType") if isinstance(path, dict) else None
+                if not path_type:
+                    causes.append(
+                        Cause(
+                            "FieldValueRequired",
+                            "Required value: pathType must be specified",
+                            f"{where}.pathType",
+                        )
+                    )
+                elif path_type not in self.PATH_TYPES:
+                    causes.append(
+                        Cause(
+                            "FieldValueNotSupported",
+                            f"Unsupported value: {_show(path_type)}: supported values: "
+                            + ", ".join(f'"{t}"' for t in self.PATH_TYPES),
+                            f"{where}.pathType",
+                        )
+                    )
         return causes
 
     def prepare_create(self, obj: JSON, allocator: Allocator) -> None:

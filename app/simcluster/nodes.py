@@ -18,6 +18,7 @@ import copy
 import ipaddress
 import logging
 import secrets
+import uuid
 from dataclasses import dataclass
 
 from app.simcluster.controllers import Deferred
@@ -142,6 +143,9 @@ class NodeSimulator:
                     },
                 ],
                 "nodeInfo": {
+                    "machineID": uuid.uuid5(uuid.NAMESPACE_DNS, name).hex,
+                    "systemUUID": str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
+                    "bootID": str(uuid.uuid4()),
                     "kubeletVersion": "v1.20.2",
                     "kubeProxyVersion": "v1.20.2",
                     "containerRuntimeVersion": "containerd://1.6.20",

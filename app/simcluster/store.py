@@ -41,6 +41,7 @@ from app.simcluster.errors import (
     Invalid,
     MethodNotAllowed,
     NotFound,
+    qualified,
 )
 from app.simcluster.kinds import JSON, Allocator, ResourceType, builtin_types, custom_types
 
@@ -449,7 +450,6 @@ class Store:
                     "on the request"
                 )
             metadata["namespace"] = namespace
-            self._check_namespace_open(namespace)
         else:
             metadata.pop("namespace", None)
             namespace = ""
@@ -461,6 +461,8 @@ class Store:
             metadata["name"] = str(metadata["generateName"]) + "".join(
                 self._random.choice(GENERATE_NAME_ALPHABET) for _ in range(5)
             )
+        if rt.namespaced:
+            self._check_namespace_open(rt, namespace, str(metadata.get("name") or ""))
         for key in (
             "uid",
             "resourceVersion",
@@ -508,27 +510,29 @@ class Store:
         obj["apiVersion"] = rt.api_version
         return obj
 
-    def _check_namespace_open(self, namespace: str) -> None:
+    def _check_namespace_open(self, rt: ResourceType, namespace: str, name: str) -> None:
         ns = self.find(("", "namespaces"), "", namespace)
         if ns is None:
             raise NotFound("namespaces", "", namespace)
         if ns["metadata"].get("deletionTimestamp"):
+            resource = qualified(rt.plural, rt.group)
+            details: JSON = {"name": name}
+            if rt.group:
+                details["group"] = rt.group
+            details["kind"] = rt.plural
+            details["causes"] = [
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {namespace} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ]
             raise ApiError(
                 403,
                 "Forbidden",
-                f"unable to create new content in namespace {namespace} because it is being "
-                "terminated",
-                {
-                    "name": namespace,
-                    "kind": "namespaces",
-                    "causes": [
-                        {
-                            "reason": "NamespaceTerminating",
-                            "message": f"namespace {namespace} is being terminated",
-                            "field": "metadata.namespace",
-                        }
-                    ],
-                },
+                f'{resource} "{name}" is forbidden: unable to create new content in namespace '
+                f"{namespace} because it is being terminated",
+                details,
             )
 
     def _validate_meta(self, rt: ResourceType, obj: JSON) -> list[Cause]:
@@ -591,8 +595,9 @@ class Store:
             if str(wanted_rv) != old["metadata"]["resourceVersion"]:
                 raise Conflict(rt.plural, rt.group, name)
         elif require_rv and not rt.unconditional_update:
+            # The real server names the resource here, not the kind.
             raise Invalid(
-                rt.kind,
+                rt.plural,
                 rt.group,
                 name,
                 [

@@ -30,8 +30,10 @@ def test_state_survives_a_restart_and_old_watches_get_410(tmp_path: Path) -> Non
     first.start_in_thread()
     try:
         http = httpx.Client(base_url=first.url)
-        created = http.post("/api/v1/namespaces/default/configmaps",
-                            json={"metadata": {"name": "kept"}, "data": {"a": "b"}}).json()
+        created = http.post(
+            "/api/v1/namespaces/default/configmaps",
+            json={"metadata": {"name": "kept"}, "data": {"a": "b"}},
+        ).json()
         rv = created["metadata"]["resourceVersion"]
     finally:
         first.stop_thread()
@@ -44,12 +46,15 @@ def test_state_survives_a_restart_and_old_watches_get_410(tmp_path: Path) -> Non
         kept = http.get("/api/v1/namespaces/default/configmaps/kept").json()
         assert kept["data"] == {"a": "b"}
         assert kept["metadata"]["uid"] == created["metadata"]["uid"]
-        again = http.post("/api/v1/namespaces/default/configmaps",
-                          json={"metadata": {"name": "new"}}).json()
+        again = http.post(
+            "/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "new"}}
+        ).json()
         assert int(again["metadata"]["resourceVersion"]) > int(rv)
         before_restart = int(rv) - 1  # history is not persisted: older versions are gone
-        stale = http.get("/api/v1/namespaces/default/configmaps?watch=1"
-                         f"&resourceVersion={before_restart}&timeoutSeconds=1")
+        stale = http.get(
+            "/api/v1/namespaces/default/configmaps?watch=1"
+            f"&resourceVersion={before_restart}&timeoutSeconds=1"
+        )
         assert stale.status_code == 200
         assert '"code":410' in stale.text.replace(" ", "")
     finally:
@@ -74,17 +79,23 @@ def test_unresolvable_image_fails_to_pull_like_a_real_node() -> None:
     cluster.start_in_thread()
     try:
         http = httpx.Client(base_url=cluster.url)
-        http.post("/api/v1/namespaces/default/pods", json={
-            "metadata": {"name": "bad-image"},
-            "spec": {"containers": [{"name": "c", "image": "registry.invalid/nope:1"}]},
-        }).raise_for_status()
+        http.post(
+            "/api/v1/namespaces/default/pods",
+            json={
+                "metadata": {"name": "bad-image"},
+                "spec": {"containers": [{"name": "c", "image": "registry.invalid/nope:1"}]},
+            },
+        ).raise_for_status()
 
         def waiting_reason() -> str | None:
             pod = http.get("/api/v1/namespaces/default/pods/bad-image").json()
             statuses = (pod.get("status") or {}).get("containerStatuses") or []
             waiting = (statuses[0].get("state") or {}).get("waiting") if statuses else None
-            return waiting.get("reason") if waiting and waiting["reason"] == "ImagePullBackOff" \
+            return (
+                waiting.get("reason")
+                if waiting and waiting["reason"] == "ImagePullBackOff"
                 else None
+            )
 
         assert _wait_for(waiting_reason) == "ImagePullBackOff"
         pod = http.get("/api/v1/namespaces/default/pods/bad-image").json()
