@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -48,7 +48,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the API server, controller and (by default) a simulated cluster with SQLite."""
-    overrides = {
+    overrides: dict[str, Any] = {
         key: value
         for key, value in {
             "host": host,

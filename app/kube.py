@@ -32,7 +32,7 @@ async def connect(*, url: str | None = None, kubeconfig: Path | None = None) -> 
             )
         else:
             try:
-                config.load_incluster_config(client_configuration=configuration)
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             except ConfigException:
                 await config.load_kube_config(client_configuration=configuration)
     except (ConfigException, OSError) as exc:

@@ -31,8 +31,8 @@ class JsonFormatter(logging.Formatter):
 def configure(level: str = "INFO", fmt: LogFormat = LogFormat.TEXT) -> None:
     """Install one handler on the root logger (replacing earlier ones)."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     handler: logging.Handler
     if fmt is LogFormat.JSON:
         handler = logging.StreamHandler(sys.stderr)

@@ -7,10 +7,12 @@ import strawberry
 from app import __version__
 
 
+def _version() -> str:
+    return __version__
+
+
 @strawberry.type
 class SystemQuery:
     """Queries about the server itself."""
 
-    @strawberry.field(description="The Devbox server version.")
-    def version(self) -> str:
-        return __version__
+    version: str = strawberry.field(resolver=_version, description="The Devbox server version.")

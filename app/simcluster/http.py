@@ -425,7 +425,7 @@ class KubeApi:
             limit = int(limit_text)
         except ValueError as exc:
             raise BadRequest(f'invalid limit "{limit_text}"') from exc
-        result = self.store.list(
+        result = self.store.list_objects(
             rt,
             namespace,
             label_selector=params.get("labelSelector", ""),
@@ -644,7 +644,7 @@ class KubeApi:
         except ValueError as exc:
             raise BadRequest(f"invalid DeleteOptions: {exc}") from exc
         options = self._delete_options(request, body)
-        result = self.store.list(
+        result = self.store.list_objects(
             rt,
             namespace,
             label_selector=params.get("labelSelector", ""),

@@ -220,7 +220,7 @@ class Store:
             return list(bucket.values())
         return [obj for (ns, _), obj in bucket.items() if ns == namespace]
 
-    def list(
+    def list_objects(
         self,
         rt: ResourceType,
         namespace: str | None,
