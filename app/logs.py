@@ -47,5 +47,5 @@ def configure(level: str = "INFO", fmt: LogFormat = LogFormat.TEXT) -> None:
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "aiosqlite", "asyncio"):
+    for noisy in ("uvicorn.access", "aiosqlite", "asyncio", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -149,3 +149,71 @@ def test_serve_refuses_a_port_in_use_with_a_clear_message(tmp_path: Path) -> Non
     assert result.returncode == 1
     assert "already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_uses_a_real_cluster_and_postgresql_when_told(tmp_path: Path, pg_url: str) -> None:
+    """``--cluster kube`` with KUBECONFIG and ``DATABASE_URL=postgresql+asyncpg://…``: no
+    simulation is started by serve and the migrations land in PostgreSQL."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from app.db.engine import create_engine
+    from app.resources.crdgen import all_crds
+    from app.simcluster.server import SimCluster
+
+    cluster = SimCluster()  # stands in for the "real" cluster, reached only via kubeconfig
+    cluster.start_in_thread()
+    try:
+        cluster.apply(all_crds())
+        kubeconfig = cluster.write_kubeconfig(tmp_path / "external-kubeconfig")
+        port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEVBOX_")}
+        env.update({"KUBECONFIG": str(kubeconfig), "DATABASE_URL": pg_url, "COLUMNS": "200"})
+        process = subprocess.Popen(
+            [
+                DEVBOXCTL,
+                "serve",
+                "--cluster",
+                "kube",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "data"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            else:
+                raise AssertionError("serve --cluster kube did not come up")
+        finally:
+            process.send_signal(signal.SIGINT)
+            output, _ = process.communicate(timeout=20)
+        assert process.returncode == 0, output
+        assert f"real, {cluster.url}" in output
+        assert not (tmp_path / "data" / "kubeconfig").exists()
+        assert not (tmp_path / "data" / "cluster.json").exists()
+
+        async def tables() -> set[str]:
+            engine = create_engine(pg_url)
+            async with engine.connect() as connection:
+                rows = await connection.execute(
+                    text("select tablename from pg_tables where schemaname = 'public'")
+                )
+                names = {row[0] for row in rows}
+            await engine.dispose()
+            return names
+
+        assert {"users", "api_tokens", "audit_events", "alembic_version"} <= asyncio.run(tables())
+    finally:
+        cluster.stop_thread()
