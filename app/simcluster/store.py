@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.simcluster import names, selectors
+from app.simcluster import names, selectors, shapes
 from app.simcluster.errors import (
     AlreadyExists,
     ApiError,
@@ -291,13 +291,14 @@ class Store:
         labels = selectors.LabelSelector.parse(label_selector or "")
         fields = selectors.FieldSelector.parse(field_selector or "")
         kind = "" if rt.custom else rt.kind
-        selectors.require_supported(fields, selectors.field_values(kind, {}).keys())
+        supported = selectors.field_values(kind, {}, namespaced=rt.namespaced).keys()
+        selectors.require_supported(fields, supported, kind=kind or None)
 
         def matches(obj: JSON) -> bool:
             metadata = obj.get("metadata") or {}
             if not labels.matches(metadata.get("labels") or {}):
                 return False
-            return fields.matches(selectors.field_values(kind, obj))
+            return fields.matches(selectors.field_values(kind, obj, namespaced=rt.namespaced))
 
         return matches
 
@@ -495,9 +496,8 @@ class Store:
         return self._commit(rt, "ADDED", namespace, name, obj, None)
 
     def _check_body(self, rt: ResourceType, body: Any) -> JSON:
-        if not isinstance(body, dict):
-            raise BadRequest(f"the object provided is unrecognized (must be of type {rt.kind})")
-        obj = copy.deepcopy(body)
+        shapes.check_decodable(rt, body)
+        obj: JSON = copy.deepcopy(body)
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
         if (kind and kind != rt.kind) or (api_version and api_version != rt.api_version):
             raise BadRequest(
