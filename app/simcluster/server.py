@@ -93,7 +93,9 @@ class SimCluster:
             self.store.compacted_rv = self.store.rv
             self.store.history.clear()
         self.store.listeners.append(lambda _event: self._mark_dirty())
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only when the
+        # listening socket says TCP; without it every keep-alive response waits ~40 ms (Nagle).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]

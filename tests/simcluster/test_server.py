@@ -129,3 +129,30 @@ async def test_cluster_runs_inside_the_callers_event_loop() -> None:
         await cluster.stop()
     with pytest.raises(httpx.ConnectError):
         await asyncio.wait_for(httpx.AsyncClient().get(f"{cluster.url}/api"), 5)
+
+
+def test_keep_alive_connections_have_nagle_disabled() -> None:
+    """Every accepted connection gets TCP_NODELAY (else each keep-alive reply waits ~40 ms)."""
+    import socket
+
+    cluster = SimCluster()
+    cluster.start_in_thread()
+    try:
+        with socket.create_connection((cluster.host, cluster.port)) as client:
+            client.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.recv(65536)
+
+            def accepted_nodelay() -> list[int]:
+                assert cluster._server is not None
+                return [
+                    connection.transport.get_extra_info("socket").getsockopt(
+                        socket.IPPROTO_TCP, socket.TCP_NODELAY
+                    )
+                    for connection in cluster._server.server_state.connections
+                ]
+
+            flags = cluster.call(accepted_nodelay)
+        assert flags
+        assert all(flags)
+    finally:
+        cluster.stop_thread()
