@@ -26,8 +26,16 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from app.simcluster import patch as patching
-from app.simcluster import tables
-from app.simcluster.errors import ApiError, BadRequest, Gone, MethodNotAllowed, NotFound
+from app.simcluster import shapes, tables
+from app.simcluster.errors import (
+    ApiError,
+    BadRequest,
+    Cause,
+    Gone,
+    Invalid,
+    MethodNotAllowed,
+    NotFound,
+)
 from app.simcluster.kinds import JSON, ResourceType
 from app.simcluster.nodes import NodeSimulator
 from app.simcluster.store import Store
@@ -345,7 +353,8 @@ class KubeApi:
             if method != "PUT":
                 raise MethodNotAllowed()
             body = await self._body(request, rt)
-            finalizers = list(((body or {}).get("spec") or {}).get("finalizers") or [])
+            shapes.check_finalize(body)
+            finalizers = list((body.get("spec") or {}).get("finalizers") or [])
             return _json(self.store.finalize_namespace(target.name, finalizers))
         if target.subresource == "binding":
             if method != "POST":
@@ -465,7 +474,7 @@ class KubeApi:
         params = request.query_params
         timeout_text = params.get("timeoutSeconds")
         try:
-            timeout = float(timeout_text) if timeout_text else random.uniform(1800, 3600)
+            timeout = int(timeout_text) if timeout_text else random.uniform(1800, 3600)
         except ValueError as exc:
             raise BadRequest(f'invalid timeoutSeconds "{timeout_text}"') from exc
         bookmarks = _flag(params.get("allowWatchBookmarks"))
@@ -580,7 +589,10 @@ class KubeApi:
 
     @staticmethod
     def _delete_options(request: Request, body: Any) -> JSON:
-        options: JSON = dict(body) if isinstance(body, dict) else {}
+        if body is None:
+            body = {}
+        shapes.check_delete_options(body)
+        options: JSON = dict(body)
         params = request.query_params
         if "gracePeriodSeconds" in params:
             try:
@@ -591,7 +603,24 @@ class KubeApi:
             options["propagationPolicy"] = params["propagationPolicy"]
         if "orphanDependents" in params:
             options["orphanDependents"] = _flag(params["orphanDependents"])
-        if "orphanDependents" in options and "propagationPolicy" not in options:
+        if options.get("orphanDependents") is not None and options.get("propagationPolicy"):
+            raise Invalid(
+                "DeleteOptions",
+                "",
+                "",
+                [
+                    Cause(
+                        "FieldValueInvalid",
+                        f'Invalid value: "{options["propagationPolicy"]}": orphanDependents and '
+                        "deletionPropagation cannot be both set",
+                        "propagationPolicy",
+                    )
+                ],
+                message='DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: '
+                f'Invalid value: "{options["propagationPolicy"]}": orphanDependents and '
+                "deletionPropagation cannot be both set",
+            )
+        if options.get("orphanDependents") is not None:
             options["propagationPolicy"] = (
                 "Orphan" if options["orphanDependents"] else ("Background")
             )
@@ -682,7 +711,8 @@ class KubeApi:
             body = json.loads(raw)
         except ValueError as exc:
             raise BadRequest(f"invalid Binding: {exc}") from exc
-        node = ((body or {}).get("target") or {}).get("name")
+        shapes.check_binding(body)
+        node = (body.get("target") or {}).get("name")
         if not node:
             raise BadRequest("Binding target name is required")
         pod = self.store.get(rt, namespace, name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import datetime as dt
 import ipaddress
 import random
 import re
@@ -48,6 +49,8 @@ class ResourceType:
     list_kind: str = ""
     verbs: tuple[str, ...] = ALL_VERBS
     printer_columns: list[JSON] = field(default_factory=list)
+    storage_version: str = ""
+    """For custom resources: the version objects are stored at (reads relabel it)."""
 
     @property
     def api_version(self) -> str:
@@ -206,6 +209,12 @@ class PodStrategy(Strategy):
     """Pods: defaults as the API server sets them, most of the spec immutable."""
 
     def prepare_create(self, obj: JSON, allocator: Allocator) -> None:
+        self._default(obj)
+        obj["status"] = {"phase": "Pending", "qosClass": _qos_class(_spec(obj))}
+
+    @staticmethod
+    def _default(obj: JSON) -> None:
+        """Defaults the API server applies whenever a Pod is decoded (create and update)."""
         spec = _spec(obj)
         spec.setdefault("restartPolicy", "Always")
         spec.setdefault("terminationGracePeriodSeconds", 30)
@@ -243,7 +252,6 @@ class PodStrategy(Strategy):
                 for port in container.get("ports") or []:
                     if isinstance(port, dict):
                         port.setdefault("protocol", "TCP")
-        obj["status"] = {"phase": "Pending", "qosClass": _qos_class(spec)}
 
     def validate(self, obj: JSON) -> list[Cause]:
         causes: list[Cause] = []
@@ -285,6 +293,7 @@ class PodStrategy(Strategy):
         return causes
 
     def prepare_update(self, new: JSON, old: JSON, allocator: Allocator) -> None:
+        self._default(new)
         new["status"] = old.get("status", {})
 
     def validate_update(self, new: JSON, old: JSON) -> list[Cause]:
@@ -641,10 +650,38 @@ class IngressStrategy(Strategy):
         new["status"] = old.get("status", {})
 
 
+def normalize_time(value: Any, *, micro: bool = False) -> str | None:
+    """A metav1.Time (seconds) or MicroTime as the API server writes it back, or None."""
+    try:
+        moment = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+
+
 class EventStrategy(Strategy):
-    """Core events: an involved object is required."""
+    """Core events: an involved object is required; timestamps are normalized."""
+
+    TIMES = {"firstTimestamp": False, "lastTimestamp": False, "eventTime": True}
+
+    def _normalize(self, obj: JSON) -> None:
+        for key, micro in self.TIMES.items():
+            if obj.get(key):
+                obj[key] = normalize_time(obj[key], micro=micro) or obj[key]
+
+    def prepare_create(self, obj: JSON, allocator: Allocator) -> None:
+        self._normalize(obj)
+
+    def prepare_update(self, new: JSON, old: JSON, allocator: Allocator) -> None:
+        self._normalize(new)
 
     def validate(self, obj: JSON) -> list[Cause]:
+        for key, micro in self.TIMES.items():
+            if obj.get(key) and normalize_time(obj[key], micro=micro) != obj[key]:
+                return [_invalid(key, obj[key], "must be an RFC 3339 time")]
         if not isinstance(obj.get("involvedObject"), dict):
             return [_required("involvedObject")]
         return []
@@ -659,6 +696,11 @@ class CRDStrategy(Strategy):
             "acceptedNames": {"kind": "", "plural": ""},
             "storedVersions": [],
         }
+        self._default(obj)
+
+    @staticmethod
+    def _default(obj: JSON) -> None:
+        """Defaults applied whenever a CRD is decoded (create and update)."""
         spec = _spec(obj)
         spec.setdefault("conversion", {"strategy": "None"})
         names_ = spec.get("names") or {}
@@ -667,6 +709,7 @@ class CRDStrategy(Strategy):
             names_.setdefault("listKind", f"{names_['kind']}List")
 
     def prepare_update(self, new: JSON, old: JSON, allocator: Allocator) -> None:
+        self._default(new)
         new["status"] = old.get("status", {})
 
     def validate(self, obj: JSON) -> list[Cause]:
@@ -709,9 +752,49 @@ class CRDStrategy(Strategy):
                     "must have exactly one version marked as storage version",
                 )
             )
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        if (
+            group
+            and (
+                group.endswith(".k8s.io")
+                or group.endswith(".kubernetes.io")
+                or group in ("k8s.io", "kubernetes.io")
+            )
+            and "api-approved.kubernetes.io" not in annotations
+        ):
+            causes.append(
+                Cause(
+                    "FieldValueRequired",
+                    "Required value: protected groups must have approval annotation "
+                    '"api-approved.kubernetes.io", see '
+                    "https://github.com/kubernetes/enhancements/pull/1111",
+                    "metadata.annotations[api-approved.kubernetes.io]",
+                )
+            )
+        seen_versions: set[str] = set()
         for i, version in enumerate(versions):
             if not isinstance(version, dict):
                 continue
+            name = version.get("name")
+            if not name:
+                causes.append(_required(f"spec.versions[{i}].name"))
+            elif isinstance(name, str):
+                for message in names.dns1035_label_errors(name):
+                    causes.append(_invalid(f"spec.versions[{i}].name", name, message))
+                if name in seen_versions:
+                    causes.append(
+                        Cause(
+                            "FieldValueDuplicate",
+                            f'Duplicate value: "{name}"',
+                            f"spec.versions[{i}].name",
+                        )
+                    )
+                seen_versions.add(name)
+            for j, column in enumerate(version.get("additionalPrinterColumns") or []):
+                where = f"spec.versions[{i}].additionalPrinterColumns[{j}]"
+                for key in ("name", "type", "jsonPath"):
+                    if not isinstance(column, dict) or not column.get(key):
+                        causes.append(_required(f"{where}.{key}"))
             schema = (version.get("schema") or {}).get("openAPIV3Schema")
             path = f"spec.versions[{i}].schema.openAPIV3Schema"
             if schema is None:
@@ -880,6 +963,7 @@ def custom_types(crd: JSON) -> list[ResourceType]:
     spec = crd.get("spec") or {}
     crd_names = spec.get("names") or {}
     types = []
+    storage = next((v["name"] for v in spec.get("versions") or [] if v.get("storage")), "")
     for version in spec.get("versions") or []:
         if not version.get("served", True):
             continue
@@ -903,6 +987,7 @@ def custom_types(crd: JSON) -> list[ResourceType]:
                 returns_deleted_object=True,
                 list_kind=crd_names.get("listKind") or f"{crd_names['kind']}List",
                 printer_columns=list(version.get("additionalPrinterColumns") or []),
+                storage_version=storage,
             )
         )
     return types

@@ -19,6 +19,8 @@ import ipaddress
 import logging
 import secrets
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.simcluster.controllers import Deferred
@@ -75,10 +77,29 @@ class NodeSimulator:
         self.loop = loop
         self.settings = settings
         self.work = Deferred(loop, self._process)
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timers: dict[str, tuple[Callable[[JSON], object], asyncio.TimerHandle]] = {}
+        self._bound: dict[str, str] = {}  # pod uid → node name (the scheduler's cache)
+        self._ips: dict[str, str] = {}  # pod uid → pod IP
+        self._waiting: set[str] = set()  # pods that did not fit on any node yet
         store.listeners.append(self.on_event)
         for pod in store.objects(POD_KEY):
+            self._index(pod, deleted=False)
             self.work.add(pod["metadata"]["uid"])
+
+    def _index(self, pod: JSON, *, deleted: bool) -> None:
+        uid = pod["metadata"].get("uid", "")
+        node = (pod.get("spec") or {}).get("nodeName")
+        ip = (pod.get("status") or {}).get("podIP")
+        if deleted:
+            self._bound.pop(uid, None)
+            self._ips.pop(uid, None)
+            self._waiting.discard(uid)
+            return
+        if node:
+            self._bound[uid] = node
+            self._waiting.discard(uid)
+        if ip:
+            self._ips[uid] = ip
 
     def _pods(self) -> ResourceType:
         rt = self.store.types.lookup("", "v1", "pods")
@@ -162,11 +183,18 @@ class NodeSimulator:
 
     def on_event(self, event: Event) -> None:
         if event.key == POD_KEY and event.type != "DELETED":
+            self._index(event.obj, deleted=False)
             self.work.add(event.obj["metadata"]["uid"])
         elif event.key == POD_KEY:
+            self._index(event.obj, deleted=True)
             timer = self._timers.pop(event.obj["metadata"].get("uid", ""), None)
             if timer:
-                timer.cancel()
+                timer[1].cancel()
+            for waiting in self._waiting:  # room freed: retry pods that did not fit
+                self.work.add(waiting)
+        elif event.key == NODE_KEY:
+            for waiting in self._waiting:
+                self.work.add(waiting)
 
     def _process(self, uids: set[str]) -> None:
         for uid in uids:
@@ -188,20 +216,27 @@ class NodeSimulator:
             ).get("startTime"):
                 self._later(uid, self.settings.start_delay, self._start)
 
-    def _later(self, uid: str, delay: float, action: object) -> None:
-        if uid in self._timers:
-            return
+    def _later(self, uid: str, delay: float, action: Callable[[JSON], object]) -> None:
+        """Run ``action`` on the pod after ``delay``; a different pending action is replaced."""
+        pending = self._timers.get(uid)
+        if pending is not None:
+            if pending[0] == action:
+                return
+            pending[1].cancel()
 
         def fire() -> None:
             self._timers.pop(uid, None)
             pod = self.store.by_uid(uid)
-            if pod is not None:
-                try:
-                    action(pod)  # type: ignore[operator]
-                except ApiError as exc:
-                    log.debug("kubelet: %s", exc.message)
+            if pod is None:
+                return
+            try:
+                action(pod)
+            except ApiError as exc:
+                log.debug("kubelet: %s", exc.message)
+            except Exception:  # a simulated kubelet bug must not take the API down
+                log.exception("simulated kubelet failed on pod %s", uid)
 
-        self._timers[uid] = self.loop.call_later(delay, fire)
+        self._timers[uid] = (action, self.loop.call_later(delay, fire))
 
     def _stop_delay(self, pod: JSON) -> float:
         grace = pod["metadata"].get("deletionGracePeriodSeconds") or 0
@@ -214,22 +249,31 @@ class NodeSimulator:
         if spec.get("schedulerName", "default-scheduler") != "default-scheduler":
             return
         selector = spec.get("nodeSelector") or {}
-        candidates = []
-        for node in self.store.objects(NODE_KEY):
+        load = Counter(self._bound.values())
+        nodes = self.store.objects(NODE_KEY)
+        candidates, full, unmatched = [], 0, 0
+        for node in nodes:
             labels = node["metadata"].get("labels") or {}
             if (node.get("spec") or {}).get("unschedulable"):
+                unmatched += 1
                 continue
             if any(labels.get(k) != v for k, v in selector.items()):
+                unmatched += 1
+                continue
+            capacity = int(((node.get("status") or {}).get("allocatable") or {}).get("pods", 110))
+            if load[node["metadata"]["name"]] >= capacity:
+                full += 1
                 continue
             candidates.append(node["metadata"]["name"])
         if not candidates:
-            self._unschedulable(pod, len(self.store.objects(NODE_KEY)))
+            reasons = []
+            if full:
+                reasons.append(f"{full} Too many pods")
+            if unmatched:
+                reasons.append(f"{unmatched} node(s) didn't match node selector")
+            self._waiting.add(pod["metadata"]["uid"])
+            self._unschedulable(pod, len(nodes), ", ".join(reasons))
             return
-        load = {name: 0 for name in candidates}
-        for other in self.store.objects(POD_KEY):
-            bound = (other.get("spec") or {}).get("nodeName")
-            if bound in load:
-                load[bound] += 1
         chosen = min(candidates, key=lambda n: (load[n], n))
         self.bind(pod, chosen)
 
@@ -249,7 +293,7 @@ class NodeSimulator:
         )
         return self.store.commit_internal(self._pods(), updated, pod)
 
-    def _unschedulable(self, pod: JSON, nodes: int) -> None:
+    def _unschedulable(self, pod: JSON, nodes: int, reasons: str) -> None:
         updated = copy.deepcopy(pod)
         status = updated.setdefault("status", {})
         status["conditions"] = _with_condition(
@@ -260,8 +304,7 @@ class NodeSimulator:
                 "lastProbeTime": None,
                 "lastTransitionTime": now(),
                 "reason": "Unschedulable",
-                "message": f"0/{nodes} nodes are available: {nodes} node(s) didn't match node "
-                "selector.",
+                "message": f"0/{nodes} nodes are available: {reasons}.",
             },
         )
         if updated != pod:
@@ -271,6 +314,7 @@ class NodeSimulator:
 
     def _start(self, pod: JSON) -> None:
         if pod["metadata"].get("deletionTimestamp"):
+            self._later(pod["metadata"]["uid"], self._stop_delay(pod), self._stop)
             return
         spec = pod["spec"]
         node = self.store.find(NODE_KEY, "", spec["nodeName"])
@@ -355,7 +399,7 @@ class NodeSimulator:
 
     def _pod_ip(self, node: JSON) -> str:
         cidr = ipaddress.ip_network((node.get("spec") or {}).get("podCIDR") or "10.244.0.0/24")
-        used = {(p.get("status") or {}).get("podIP") for p in self.store.objects(POD_KEY)}
+        used = set(self._ips.values())
         for host in cidr.hosts():
             if str(host) not in used and host != cidr.network_address + 1:
                 return str(host)

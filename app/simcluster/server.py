@@ -28,7 +28,7 @@ import yaml
 
 from app.httpserver import EmbeddedServer
 from app.simcluster.controllers import CRDController, GarbageCollector, NamespaceController
-from app.simcluster.errors import ApiError, NotFound
+from app.simcluster.errors import NotFound
 from app.simcluster.http import KubeApi, Options
 from app.simcluster.kinds import JSON
 from app.simcluster.nodes import NodeSettings, NodeSimulator
@@ -249,7 +249,7 @@ class SimCluster:
         try:
             state = json.loads(self.state_file.read_text())
             self.store.load(state)
-        except (OSError, ValueError, KeyError, ApiError) as exc:
+        except Exception as exc:  # any unreadable state is set aside, never fatal
             broken = self.state_file.with_suffix(".broken")
             self.state_file.replace(broken)
             log.error(
@@ -269,12 +269,21 @@ class SimCluster:
         return True
 
     def save_state(self) -> None:
+        """Write the state atomically: a crash leaves the old file or the new one, never half."""
         if self.state_file is None:
             return
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.store.dump()))
+        with temporary.open("w") as out:
+            json.dump(self.store.dump(), out)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(temporary, self.state_file)
+        folder = os.open(self.state_file.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
         self._dirty = False
 
     async def _housekeeping(self) -> None:

@@ -236,3 +236,43 @@ def check_decodable(rt: ResourceType, body: Any) -> None:
             f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
             f"{where}{first.message}"
         )
+
+
+DELETE_OPTIONS = obj(
+    gracePeriodSeconds=INTEGER,
+    propagationPolicy=STRING,
+    orphanDependents=BOOLEAN,
+    dryRun=STRING_LIST,
+    preconditions=obj(uid=STRING, resourceVersion=STRING),
+    kind=STRING,
+    apiVersion=STRING,
+)
+BINDING = obj(target=obj(kind=STRING, name=STRING, namespace=STRING), metadata=OBJECT_META)
+FINALIZE = obj(spec=obj(finalizers=STRING_LIST), metadata=OBJECT_META)
+
+
+def _check(shape: JSON, kind: str, body: Any) -> None:
+    if not isinstance(body, dict):
+        raise BadRequest(f"the object provided is unrecognized (must be of type {kind})")
+    causes = openapi.validate(shape, _without_nulls(body))
+    if causes:
+        first = causes[0]
+        where = f"{first.field}: " if first.field else ""
+        raise BadRequest(
+            f'{kind} in version "v1" cannot be handled as a {kind}: {where}{first.message}'
+        )
+
+
+def check_delete_options(body: Any) -> None:
+    """DeleteOptions in a DELETE body must decode (400 otherwise)."""
+    _check(DELETE_OPTIONS, "DeleteOptions", body)
+
+
+def check_binding(body: Any) -> None:
+    """A pods/binding body must decode as a Binding."""
+    _check(BINDING, "Binding", body)
+
+
+def check_finalize(body: Any) -> None:
+    """A namespaces/finalize body must decode as a Namespace."""
+    _check(FINALIZE, "Namespace", body)

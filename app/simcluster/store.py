@@ -89,6 +89,7 @@ class Watcher:
     key: StorageKey
     namespace: str | None
     predicate: Predicate
+    api_version: str = ""
     queue: asyncio.Queue[tuple[str, JSON] | None] = field(
         default_factory=lambda: asyncio.Queue(maxsize=100_000)
     )
@@ -117,6 +118,8 @@ class Watcher:
             item = None
         if item is None:
             return
+        if self.api_version and item[1].get("apiVersion") != self.api_version:
+            item = (item[0], {**item[1], "apiVersion": self.api_version})
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -235,10 +238,15 @@ class Store:
         predicate = self.predicate(rt, label_selector, field_selector)
         start_after: ObjectKey | None = None
         at_rv = self.rv
+        if resource_version_match not in ("", "Exact", "NotOlderThan"):
+            raise BadRequest(
+                f'resourceVersionMatch: Unsupported value: "{resource_version_match}": '
+                'supported values: "Exact", "NotOlderThan"'
+            )
+        if resource_version_match and not resource_version:
+            raise BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
         if continue_token:
             at_rv, start_after = self._decode_continue(continue_token)
-        elif resource_version_match == "Exact" and resource_version:
-            at_rv = self._parse_rv(resource_version)
         elif resource_version and resource_version != "0":
             wanted = self._parse_rv(resource_version)
             if wanted > self.rv:
@@ -256,6 +264,10 @@ class Store:
                         "retryAfterSeconds": 1,
                     },
                 )
+            # A paginated list (limit) at a version, or resourceVersionMatch=Exact, reads the
+            # state exactly as of that version; otherwise "not older than" serves the latest.
+            if resource_version_match == "Exact" or (limit and resource_version_match == ""):
+                at_rv = wanted
         if at_rv < self.rv and at_rv < self.compacted_rv:
             if continue_token:
                 raise Gone(
@@ -371,7 +383,7 @@ class Store:
     ) -> Watcher:
         """Subscribe; the queue first gets what happened after ``resource_version``."""
         predicate = self.predicate(rt, label_selector, field_selector)
-        watcher = Watcher(rt.storage_key, namespace, predicate)
+        watcher = Watcher(rt.storage_key, namespace, predicate, rt.api_version)
         if resource_version in ("", "0"):
             for obj in sorted(
                 self.objects(rt.storage_key, namespace),
@@ -489,11 +501,11 @@ class Store:
         if (namespace, name) in self.bucket(rt.storage_key):
             raise AlreadyExists(rt.plural, rt.group, name)
         if dry_run:
-            return obj
+            return self._as_version(obj, rt)
         causes = rt.strategy.allocate(obj, None, self.allocator)
         if causes:
             raise Invalid(rt.kind, rt.group, name, causes)
-        return self._commit(rt, "ADDED", namespace, name, obj, None)
+        return self._as_version(self._commit(rt, "ADDED", namespace, name, obj, None), rt)
 
     def _check_body(self, rt: ResourceType, body: Any) -> JSON:
         shapes.check_decodable(rt, body)
@@ -507,7 +519,9 @@ class Store:
                 else f"the object provided is unrecognized (must be of type {rt.kind})"
             )
         obj["kind"] = rt.kind
-        obj["apiVersion"] = rt.api_version
+        obj["apiVersion"] = (
+            f"{rt.group}/{rt.storage_version}" if rt.storage_version else rt.api_version
+        )
         return obj
 
     def _check_namespace_open(self, rt: ResourceType, namespace: str, name: str) -> None:
@@ -590,6 +604,20 @@ class Store:
         old = self.find(rt.storage_key, namespace, name)
         if old is None:
             raise NotFound(rt.plural, rt.group, name)
+        body_uid = metadata.get("uid")
+        if body_uid and body_uid != old["metadata"].get("uid"):
+            raise Invalid(
+                rt.kind,
+                rt.group,
+                name,
+                [
+                    Cause(
+                        "FieldValueInvalid",
+                        f'Invalid value: "{body_uid}": field is immutable',
+                        "metadata.uid",
+                    )
+                ],
+            )
         wanted_rv = metadata.get("resourceVersion")
         if wanted_rv:
             if str(wanted_rv) != old["metadata"]["resourceVersion"]:
@@ -638,13 +666,13 @@ class Store:
             )
         if causes:
             raise Invalid(rt.kind, rt.group, name, causes)
-        if rt.tracks_generation and _spec_part(new) != _spec_part(old):
+        if rt.tracks_generation and _spec_part(new, rt) != _spec_part(old, rt):
             new["metadata"]["generation"] = int(old["metadata"].get("generation") or 0) + 1
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         if new == old:
             return self._as_version(old, rt)  # a no-op update writes nothing
         if dry_run:
-            return new
+            return self._as_version(new, rt)
         causes = rt.strategy.allocate(new, old, self.allocator)
         if causes:
             raise Invalid(rt.kind, rt.group, name, causes)
@@ -834,19 +862,31 @@ class Store:
 
     # ------------------------------------------------------------------ types
 
+    def _builtin(self, key: StorageKey) -> bool:
+        existing = self.types.any_version(key)
+        return existing is not None and not existing.custom
+
     def install_crd_types(self, crd: JSON) -> None:
         """Serve the resources a CRD defines (the CRD controller calls this)."""
         spec = crd.get("spec") or {}
-        self.types.remove_group_resource(spec["group"], spec["names"]["plural"])
+        key = (spec["group"], spec["names"]["plural"])
+        if self._builtin(key):
+            return  # built-in handlers always take precedence, as in a real server
+        self.types.remove_group_resource(*key)
         for rt in custom_types(crd):
             self.types.add(rt)
 
     def uninstall_crd_types(self, crd: JSON) -> None:
+        """Stop serving a deleted CRD's resources; their watches end."""
         spec = crd.get("spec") or {}
         key = (spec["group"], spec["names"]["plural"])
+        if self._builtin(key):
+            return
         self.types.remove_group_resource(*key)
         self.terminating_crds.discard(key)
         self.buckets.pop(key, None)
+        for watcher in [w for w in self.watchers if w.key == key]:
+            self.unwatch(watcher)
 
     # ------------------------------------------------------------------ persistence
 
@@ -876,7 +916,14 @@ class Store:
                 if meta.get("uid"):
                     self.uids[meta["uid"]] = (key, object_key)
         for crd in self.objects(crd_key):
-            self.install_crd_types(crd)
+            try:
+                self.install_crd_types(crd)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error(
+                    "CRD %s in the saved state cannot be served: %s",
+                    crd["metadata"].get("name"),
+                    exc,
+                )
         for svc in self.objects(("", "services")):
             spec = svc.get("spec") or {}
             if spec.get("clusterIP") and spec["clusterIP"] != "None":
@@ -895,8 +942,10 @@ class Store:
         return self.types.all()
 
 
-def _spec_part(obj: JSON) -> JSON:
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+def _spec_part(obj: JSON, rt: ResourceType) -> JSON:
+    """What generation tracks: everything but metadata (and status, with its subresource)."""
+    ignored = ("metadata", "status") if rt.status_subresource else ("metadata",)
+    return {k: v for k, v in obj.items() if k not in ignored}
 
 
 def _in_seconds(seconds: int) -> str:

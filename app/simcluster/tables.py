@@ -22,7 +22,12 @@ def _age(obj: JSON) -> str:
     stamp = (obj.get("metadata") or {}).get("creationTimestamp")
     if not stamp:
         return "<unknown>"
-    created = dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    try:
+        created = dt.datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return "<invalid>"
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=dt.UTC)
     return human_duration(dt.datetime.now(dt.UTC) - created)
 
 
