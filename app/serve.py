@@ -153,7 +153,7 @@ async def serve(settings: Settings, console: Console | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     tasks = [
-        asyncio.create_task(runner.run(api), name="controller"),
+        asyncio.create_task(runner.run(api, settings), name="controller"),
         asyncio.create_task(server.serve(), name="api-server"),
     ]
     try:

@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -85,6 +85,52 @@ class Settings(BaseSettings):
     manifests_dir: Path = Field(
         REPO_ROOT / "k8s",
         description="Folder with the crds/ and runtimes/ manifests for the embedded cluster.",
+    )
+    domain: str = Field(
+        "devbox.localhost",
+        description="Domain of the public port URLs: each public port gets <random>.<domain>.",
+    )
+    url_scheme: str = Field("https", description="Scheme of the public port URLs.")
+    ingress_class: str | None = Field(
+        None, description="ingressClassName of the port Ingresses (unset: the cluster default)."
+    )
+    registry: str = Field(
+        "registry.devbox.localhost:5000",
+        description="Registry (host[:port][/path]) commits are pushed to: "
+        "<registry>/<namespace>/<devbox>:<commit id>.",
+    )
+    registry_insecure: bool = Field(
+        False, description="Talk to the registry over plain HTTP instead of HTTPS."
+    )
+    registry_username: str | None = Field(
+        None, description="User for the registry's basic auth (releases re-tag images)."
+    )
+    registry_password: SecretStr | None = Field(None, description="Password for the registry.")
+    node_shim_port: int = Field(
+        7443, ge=1, le=65535, description="Port of the node-shim gRPC API on every node."
+    )
+    node_shim_token: SecretStr = Field(
+        SecretStr("devbox-dev-token"),
+        description="Bearer token the controller sends to the node-shim (set it in production).",
+    )
+    controller_workers: int = Field(
+        8, ge=1, le=256, description="Devboxes the controller reconciles in parallel."
+    )
+    commit_timeout_seconds: float = Field(
+        3600.0, gt=0, description="Longest a commit may take before it counts as failed."
+    )
+    delete_commit_wait_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="How long deleting a devbox waits for a commit in flight before abandoning it.",
+    )
+    leader_election: bool = Field(
+        False,
+        description="Run the controller only while holding the coordination.k8s.io Lease "
+        "devbox-controller in system_namespace (turn on when running several replicas).",
+    )
+    commit_retry_max_seconds: float = Field(
+        300.0, gt=0, description="Longest backoff between retries of a failed stop commit."
     )
     log_level: str = Field("INFO", description="Python logging level name.")
     log_format: LogFormat = Field(LogFormat.TEXT, description="text (readable) or json.")

@@ -166,6 +166,8 @@ class Commit(KubeModel):
     """``Stop`` (on the way to Stopped) or ``Snapshot`` (while running)."""
     image: ImageReference
     """Image reference the commit is pushed to."""
+    request_id: str | None = Field(default=None, max_length=253)
+    """Node-shim request id: a controller restarted mid-commit re-attaches with it."""
     status: CommitStatus = CommitStatus.PENDING
     """``Pending``, ``Committing``, ``Succeeded`` or ``Failed``."""
     digest: Digest | None = None

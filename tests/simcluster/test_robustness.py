@@ -19,15 +19,52 @@ from hypothesis import strategies as st
 from app.simcluster.server import SimCluster
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63)
+    | st.floats(allow_nan=False)
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(
-        ["metadata", "spec", "status", "name", "containers", "ports", "data", "labels",
-         "finalizers", "ownerReferences", "size", "mode", "image", "port", "type", "op",
-         "path", "value", "$patch", "stringData", "nodePort", "resourceVersion", "kind",
-         "apiVersion", "generateName", "selector", "rules", "http", "paths"]) | st.text(max_size=8),
-        children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "metadata",
+                    "spec",
+                    "status",
+                    "name",
+                    "containers",
+                    "ports",
+                    "data",
+                    "labels",
+                    "finalizers",
+                    "ownerReferences",
+                    "size",
+                    "mode",
+                    "image",
+                    "port",
+                    "type",
+                    "op",
+                    "path",
+                    "value",
+                    "$patch",
+                    "stringData",
+                    "nodePort",
+                    "resourceVersion",
+                    "kind",
+                    "apiVersion",
+                    "generateName",
+                    "selector",
+                    "rules",
+                    "http",
+                    "paths",
+                ]
+            )
+            | st.text(max_size=8),
+            children,
+            max_size=5,
+        )
+    ),
     max_leaves=25,
 )
 
@@ -50,31 +87,62 @@ SEEDS = {
     "/api/v1/namespaces/default/configmaps": {"metadata": {"name": "seed"}, "data": {"a": "b"}},
     "/api/v1/namespaces/default/pods": {
         "metadata": {"name": "seed"},
-        "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1"}]},
+    },
     "/api/v1/namespaces/default/services": {
-        "metadata": {"name": "seed"}, "spec": {"type": "NodePort", "ports": [{"port": 22}]}},
+        "metadata": {"name": "seed"},
+        "spec": {"type": "NodePort", "ports": [{"port": 22}]},
+    },
     "/api/v1/namespaces/default/secrets": {"metadata": {"name": "seed"}},
     "/apis/networking.k8s.io/v1/namespaces/default/ingresses": {"metadata": {"name": "seed"}},
     "/apis/coordination.k8s.io/v1/namespaces/default/leases": {"metadata": {"name": "seed"}},
     "/apis/robust.example.com/v1/namespaces/default/widgets": {
-        "apiVersion": "robust.example.com/v1", "kind": "Widget", "metadata": {"name": "seed"},
-        "spec": {"size": 3, "mode": "a"}},
+        "apiVersion": "robust.example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "seed"},
+        "spec": {"size": 3, "mode": "a"},
+    },
 }
 CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
     "metadata": {"name": "widgets.robust.example.com"},
-    "spec": {"group": "robust.example.com", "scope": "Namespaced",
-             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-             "versions": [{"name": "v1", "served": True, "storage": True,
-                           "subresources": {"status": {}},
-                           "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                               "spec": {"type": "object", "properties": {
-                                   "size": {"type": "integer", "minimum": 1, "maximum": 10},
-                                   "mode": {"type": "string", "enum": ["a", "b"]},
-                                   "tags": {"type": "array", "items": {"type": "string"},
-                                            "x-kubernetes-list-type": "set"}}},
-                               "status": {"type": "object",
-                                          "x-kubernetes-preserve-unknown-fields": True}}}}}]},
+    "spec": {
+        "group": "robust.example.com",
+        "scope": "Namespaced",
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "properties": {
+                                    "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                                    "mode": {"type": "string", "enum": ["a", "b"]},
+                                    "tags": {
+                                        "type": "array",
+                                        "items": {"type": "string"},
+                                        "x-kubernetes-list-type": "set",
+                                    },
+                                },
+                            },
+                            "status": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                        },
+                    }
+                },
+            }
+        ],
+    },
 }
 
 
@@ -84,8 +152,9 @@ def http() -> Iterator[httpx.Client]:
     cluster.start_in_thread()
     client = httpx.Client(base_url=cluster.url, timeout=10)
     try:
-        client.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                    json=CRD).raise_for_status()
+        client.post(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=CRD
+        ).raise_for_status()
         deadline = time.monotonic() + 10
         while client.get(ENDPOINTS[-1]).status_code == 404:
             assert time.monotonic() < deadline, "CRD never served"
@@ -115,8 +184,9 @@ def _assert_answered(reply: httpx.Response) -> None:
         assert "Traceback" not in reply.text
 
 
-common = settings(max_examples=150, deadline=None,
-                  suppress_health_check=[HealthCheck.function_scoped_fixture])
+common = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @common
@@ -124,8 +194,9 @@ common = settings(max_examples=150, deadline=None,
 def test_create_with_any_body_never_fails_the_server(
     http: httpx.Client, endpoint: str, body: Any
 ) -> None:
-    _assert_answered(http.post(endpoint, content=json.dumps(body),
-                               headers={"content-type": "application/json"}))
+    _assert_answered(
+        http.post(endpoint, content=json.dumps(body), headers={"content-type": "application/json"})
+    )
 
 
 @common
@@ -133,10 +204,20 @@ def test_create_with_any_body_never_fails_the_server(
 def test_update_with_any_body_never_fails_the_server(
     http: httpx.Client, endpoint: str, body: Any
 ) -> None:
-    _assert_answered(http.put(f"{endpoint}/seed", content=json.dumps(body),
-                              headers={"content-type": "application/json"}))
-    _assert_answered(http.put(f"{endpoint}/seed/status", content=json.dumps(body),
-                              headers={"content-type": "application/json"}))
+    _assert_answered(
+        http.put(
+            f"{endpoint}/seed",
+            content=json.dumps(body),
+            headers={"content-type": "application/json"},
+        )
+    )
+    _assert_answered(
+        http.put(
+            f"{endpoint}/seed/status",
+            content=json.dumps(body),
+            headers={"content-type": "application/json"},
+        )
+    )
 
 
 @common
@@ -144,8 +225,9 @@ def test_update_with_any_body_never_fails_the_server(
 def test_patch_with_any_body_never_fails_the_server(
     http: httpx.Client, endpoint: str, kind: str, body: Any
 ) -> None:
-    _assert_answered(http.patch(f"{endpoint}/seed", content=json.dumps(body),
-                                headers={"content-type": kind}))
+    _assert_answered(
+        http.patch(f"{endpoint}/seed", content=json.dumps(body), headers={"content-type": kind})
+    )
 
 
 @common
@@ -156,12 +238,26 @@ def test_bytes_that_are_not_json_get_a_bad_request(http: httpx.Client, raw: byte
 
 
 @common
-@given(selector=st.text(max_size=30), fields=st.text(max_size=30), limit=st.text(max_size=5),
-       rv=st.text(max_size=8), cont=st.text(max_size=12))
+@given(
+    selector=st.text(max_size=30),
+    fields=st.text(max_size=30),
+    limit=st.text(max_size=5),
+    rv=st.text(max_size=8),
+    cont=st.text(max_size=12),
+)
 def test_list_with_any_query_never_fails_the_server(
     http: httpx.Client, selector: str, fields: str, limit: str, rv: str, cont: str
 ) -> None:
     for endpoint in (ENDPOINTS[0], ENDPOINTS[-1]):
-        _assert_answered(http.get(endpoint, params={
-            "labelSelector": selector, "fieldSelector": fields, "limit": limit,
-            "resourceVersion": rv, "continue": cont}))
+        _assert_answered(
+            http.get(
+                endpoint,
+                params={
+                    "labelSelector": selector,
+                    "fieldSelector": fields,
+                    "limit": limit,
+                    "resourceVersion": rv,
+                    "continue": cont,
+                },
+            )
+        )

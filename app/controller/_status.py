@@ -1,0 +1,78 @@
+"""Helpers that edit a Devbox status model in memory (no API calls)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from app.resources import Commit, CommitStatus, Condition, ConditionStatus, DevboxStatus
+
+READY = "Ready"
+"""Condition: the devbox runs and accepts SSH; its reason says why not."""
+AUTO_STOPPED = "AutoStopped"
+"""Condition: the controller stopped the devbox by itself (schedule or idle timeout)."""
+COMMITTED = "Committed"
+"""Condition: the outcome of the last commit (a failed commit says why)."""
+
+
+def now() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+def whole_seconds(value: datetime) -> datetime:
+    """``value`` without sub-second precision (as Kubernetes stores condition times)."""
+    return value.replace(microsecond=0)
+
+
+def set_condition(
+    status: DevboxStatus,
+    kind: str,
+    value: ConditionStatus,
+    reason: str,
+    message: str,
+    generation: int | None,
+) -> None:
+    """Set a condition; its transition time changes only when its status does."""
+    existing = next((c for c in status.conditions if c.type == kind), None)
+    if existing is not None and existing.status == value:
+        transition = existing.last_transition_time
+    else:
+        transition = whole_seconds(now())
+    condition = Condition(
+        type=kind,
+        status=value,
+        reason=reason,
+        message=message,
+        last_transition_time=transition,
+        observed_generation=generation,
+    )
+    status.conditions = [c for c in status.conditions if c.type != kind] + [condition]
+    status.conditions.sort(key=lambda c: c.type)
+
+
+def condition(status: DevboxStatus, kind: str) -> Condition | None:
+    """The condition of type ``kind``, if set."""
+    return next((c for c in status.conditions if c.type == kind), None)
+
+
+def in_flight(status: DevboxStatus) -> Commit | None:
+    """The commit that is ``Pending`` or ``Committing``, if any."""
+    return next(
+        (
+            c
+            for c in reversed(status.commits)
+            if c.status in (CommitStatus.PENDING, CommitStatus.COMMITTING)
+        ),
+        None,
+    )
+
+
+def last_succeeded(status: DevboxStatus) -> Commit | None:
+    """The newest successful commit."""
+    return next((c for c in reversed(status.commits) if c.status == CommitStatus.SUCCEEDED), None)
+
+
+def dump(status: DevboxStatus) -> dict[str, Any]:
+    """The status as the API stores it."""
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")

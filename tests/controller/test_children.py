@@ -1,0 +1,88 @@
+"""Child objects are built deterministically from the devbox and its runtime."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+
+import pytest
+
+from app.controller import _children as children
+from app.resources import Devbox, Runtime
+
+
+def devbox(name: str = "box") -> Devbox:
+    return Devbox.model_validate(
+        {
+            "metadata": {"name": name, "namespace": "ns", "uid": "u-1"},
+            "spec": {"runtimeRef": {"name": "py", "namespace": "ns"}, "owner": "alice"},
+        }
+    )
+
+
+def runtime() -> Runtime:
+    return Runtime.model_validate(
+        {
+            "metadata": {"name": "py", "namespace": "ns"},
+            "spec": {"class": "Language", "title": "Py", "version": "3", "image": "py:3"},
+        }
+    )
+
+
+def test_child_names_stay_within_63_characters_and_distinct() -> None:
+    long = devbox("x" * 63)
+    names = {
+        children.secret_name(long),
+        children.ingress_name(long, "web"),
+        children.ingress_name(long, "api"),
+    }
+    assert len(names) == 3
+    assert all(len(n) <= 63 for n in names)
+
+
+def test_the_secret_holds_an_ed25519_pair_whose_public_key_is_authorized(tmp_path: object) -> None:
+    secret = children.secret(devbox())
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data["authorized_keys"] == data["id_ed25519.pub"]
+    assert data["authorized_keys"].startswith("ssh-ed25519 ")
+    assert data["authorized_keys"].rstrip().endswith("alice@box")
+    assert "OPENSSH PRIVATE KEY" in data["id_ed25519"]
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs OpenSSH's ssh-keygen")
+def test_the_fingerprint_matches_ssh_keygen(tmp_path: object) -> None:
+    from pathlib import Path
+
+    secret = children.secret(devbox())
+    public = base64.b64decode(secret["data"]["ssh_host_ed25519_key.pub"]).decode()
+    path = Path(str(tmp_path)) / "key.pub"
+    path.write_text(public)
+    out = subprocess.run(
+        ["ssh-keygen", "-lf", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    assert children.fingerprint(public) == out.split()[1]
+
+
+def test_the_pod_never_restarts_and_mounts_the_keys() -> None:
+    pod = children.pod(devbox(), runtime(), "registry/ns/box:c1")
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["metadata"]["ownerReferences"][0]["controller"] is True
+    assert pod["spec"]["containers"][0]["image"] == "registry/ns/box:c1"
+    assert pod["spec"]["containers"][0]["readinessProbe"]["tcpSocket"]["port"] == 22
+
+
+def test_a_service_update_keeps_its_allocated_node_port() -> None:
+    desired = children.ssh_service(devbox(), runtime())
+    current = {
+        "spec": {
+            "type": "NodePort",
+            "selector": desired["spec"]["selector"],
+            "ports": [{"name": "ssh", "port": 22, "targetPort": 2222, "nodePort": 31000}],
+        }
+    }
+    patch = children.service_differs(current, desired)
+    assert patch is not None
+    assert patch["spec"]["ports"][0]["nodePort"] == 31000
+    current["spec"]["ports"][0]["targetPort"] = 22
+    assert children.service_differs(current, desired) is None
