@@ -39,7 +39,12 @@ from app.simcluster.nodes import NodeSettings
 from app.simcluster.server import SimCluster
 
 async def main():
-    cluster = SimCluster(nodes=10, state_file=None, node_settings=NodeSettings(count=10))
+    # Ten simulated nodes big enough for 1,000 devboxes of 1 CPU / 2 GiB (the scheduler fits
+    # resource requests and pod counts as a real one does).
+    cluster = SimCluster(
+        state_file=None,
+        node_settings=NodeSettings(count=10, cpu="128", memory="512Gi", pods="150"),
+    )
     await cluster.start()
     cluster.apply(list(all_crds()))
     await cluster.wait_for_crds_established()

@@ -22,7 +22,9 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
+from app.quantity import parse_quantity
 from app.simcluster.controllers import Deferred
 from app.simcluster.errors import ApiError
 from app.simcluster.kinds import JSON, ResourceType
@@ -45,8 +47,8 @@ class NodeSettings:
     """Seconds from binding to Running (pulling and starting the containers)."""
     stop_delay: float = 0.05
     """Seconds a deleted pod takes to stop (bounded by its grace period)."""
-    cpu: str = "8"
-    memory: str = "32Gi"
+    cpu: str = "64"
+    memory: str = "256Gi"
     pods: str = "110"
 
 
@@ -81,6 +83,7 @@ class NodeSimulator:
         self._bound: dict[str, str] = {}  # pod uid → node name (the scheduler's cache)
         self._ips: dict[str, str] = {}  # pod uid → pod IP
         self._waiting: set[str] = set()  # pods that did not fit on any node yet
+        self._requests: dict[str, tuple[Decimal, Decimal]] = {}  # pod uid → (cpu, memory)
         store.listeners.append(self.on_event)
         for pod in store.objects(POD_KEY):
             self._index(pod, deleted=False)
@@ -93,8 +96,10 @@ class NodeSimulator:
         if deleted:
             self._bound.pop(uid, None)
             self._ips.pop(uid, None)
+            self._requests.pop(uid, None)
             self._waiting.discard(uid)
             return
+        self._requests[uid] = pod_requests(pod)
         if node:
             self._bound[uid] = node
             self._waiting.discard(uid)
@@ -250,29 +255,45 @@ class NodeSimulator:
             return
         selector = spec.get("nodeSelector") or {}
         load = Counter(self._bound.values())
+        used_cpu: dict[str, Decimal] = {}
+        used_memory: dict[str, Decimal] = {}
+        for bound_uid, bound_node in self._bound.items():
+            cpu, memory = self._requests.get(bound_uid, (Decimal(0), Decimal(0)))
+            used_cpu[bound_node] = used_cpu.get(bound_node, Decimal(0)) + cpu
+            used_memory[bound_node] = used_memory.get(bound_node, Decimal(0)) + memory
+        want_cpu, want_memory = pod_requests(pod)
         nodes = self.store.objects(NODE_KEY)
-        candidates, full, unmatched = [], 0, 0
+        candidates: list[str] = []
+        misfits: Counter[str] = Counter()
         for node in nodes:
+            name = node["metadata"]["name"]
             labels = node["metadata"].get("labels") or {}
             if (node.get("spec") or {}).get("unschedulable"):
-                unmatched += 1
+                misfits["node(s) were unschedulable"] += 1
                 continue
             if any(labels.get(k) != v for k, v in selector.items()):
-                unmatched += 1
+                misfits["node(s) didn't match node selector"] += 1
                 continue
-            capacity = int(((node.get("status") or {}).get("allocatable") or {}).get("pods", 110))
-            if load[node["metadata"]["name"]] >= capacity:
-                full += 1
+            allocatable = (node.get("status") or {}).get("allocatable") or {}
+            if load[name] >= int(allocatable.get("pods", 110)):
+                misfits["Too many pods"] += 1
                 continue
-            candidates.append(node["metadata"]["name"])
+            short = False
+            for resource, want, used in (
+                ("cpu", want_cpu, used_cpu),
+                ("memory", want_memory, used_memory),
+            ):
+                if want and used.get(name, Decimal(0)) + want > parse_quantity(
+                    allocatable.get(resource, "0")
+                ):
+                    misfits[f"Insufficient {resource}"] += 1
+                    short = True
+            if not short:
+                candidates.append(name)
         if not candidates:
-            reasons = []
-            if full:
-                reasons.append(f"{full} Too many pods")
-            if unmatched:
-                reasons.append(f"{unmatched} node(s) didn't match node selector")
+            reasons = ", ".join(sorted(f"{count} {why}" for why, count in misfits.items()))
             self._waiting.add(pod["metadata"]["uid"])
-            self._unschedulable(pod, len(nodes), ", ".join(reasons))
+            self._unschedulable(pod, len(nodes), reasons)
             return
         chosen = min(candidates, key=lambda n: (load[n], n))
         self.bind(pod, chosen)
@@ -432,6 +453,22 @@ class NodeSimulator:
             grace_period=0,
             preconditions={"uid": meta["uid"]},
         )
+
+
+def pod_requests(pod: JSON) -> tuple[Decimal, Decimal]:
+    """The CPU and memory a pod requests (a container's limits stand in for missing requests)."""
+    cpu = memory = Decimal(0)
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        if not isinstance(container, dict):
+            continue
+        resources = container.get("resources") or {}
+        requests = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+        try:
+            cpu += parse_quantity(requests.get("cpu", 0))
+            memory += parse_quantity(requests.get("memory", 0))
+        except ValueError:
+            continue
+    return cpu, memory
 
 
 def _with_condition(conditions: list[JSON], condition: JSON) -> list[JSON]:

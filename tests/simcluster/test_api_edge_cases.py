@@ -240,3 +240,47 @@ def test_events_with_python_timestamps_are_normalized_and_printable(http: httpx.
     table = http.get(events, headers={"accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
     assert table.status_code == 200
     assert table.json()["rows"][0]["cells"][2] == "Test"
+
+
+def test_scheduler_fits_resource_requests_into_node_allocatable(http: httpx.Client) -> None:
+    pods = "/api/v1/namespaces/default/pods"
+    big = {
+        "metadata": {"name": "big"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "busybox:1",
+                    "resources": {"requests": {"cpu": "60", "memory": "1Gi"}},
+                }
+            ]
+        },
+    }
+    http.post(pods, json=big).raise_for_status()
+    _eventually(lambda: http.get(f"{pods}/big").json()["status"].get("phase") == "Running")
+    second = {**big, "metadata": {"name": "second"}}
+    second["spec"] = {
+        "containers": [
+            {
+                "name": "c",
+                "image": "busybox:1",
+                "resources": {"limits": {"cpu": "8", "memory": "1Gi"}},
+            }
+        ]
+    }
+    http.post(pods, json=second).raise_for_status()
+
+    def condition() -> dict[str, Any] | None:
+        status = http.get(f"{pods}/second").json().get("status") or {}
+        return next(
+            (
+                c
+                for c in status.get("conditions") or []
+                if c["type"] == "PodScheduled" and c["status"] == "False"
+            ),
+            None,
+        )
+
+    assert _eventually(condition)["message"] == "0/1 nodes are available: 1 Insufficient cpu."
+    http.delete(f"{pods}/big", params={"gracePeriodSeconds": "0"}).raise_for_status()
+    _eventually(lambda: http.get(f"{pods}/second").json()["spec"].get("nodeName"))
