@@ -17,13 +17,22 @@ class KubeConfigError(Exception):
     """No usable cluster configuration was found."""
 
 
-async def connect(*, url: str | None = None, kubeconfig: Path | None = None) -> client.ApiClient:
-    """An ApiClient for ``url`` (no auth, simulated cluster) or a kubeconfig / in-cluster."""
+SIM_TOKEN = "devbox-sim"
+"""The bearer token sent to a cluster given by URL when no other token is given."""
+
+
+async def connect(
+    *, url: str | None = None, kubeconfig: Path | None = None, token: str = SIM_TOKEN
+) -> client.ApiClient:
+    """An ApiClient for ``url`` (sending ``Authorization: Bearer <token>``, e.g. the simulated
+    cluster) or a kubeconfig / in-cluster."""
     configuration = client.Configuration()
     if url:
         configuration.host = url
-        configuration.api_key = {"authorization": "devbox-sim"}
-        configuration.api_key_prefix = {"authorization": "Bearer"}
+        # kubernetes_asyncio sends only the ``BearerToken`` auth setting (see
+        # ``Configuration.auth_settings``): a key under any other name is never sent.
+        configuration.api_key = {"BearerToken": token}
+        configuration.api_key_prefix = {"BearerToken": "Bearer"}
         return client.ApiClient(configuration)
     try:
         if kubeconfig is not None:

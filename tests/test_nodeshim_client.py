@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from devbox_node_shim.api import nodeshim_pb2 as pb
 
 from app.nodeshim_client import NodeShimClient, NodeShimError, NodeShimUnavailable
 from tests.fixtures.fake_nodeshim import TOKEN, FakeNodeShim
+from tests.fixtures.waiting import until
 
 
 @pytest.fixture
@@ -71,3 +74,27 @@ async def test_an_unreachable_node_shim_is_temporary() -> None:
     finally:
         await client.close()
     assert caught.value.temporary
+
+
+async def test_a_second_request_id_for_a_busy_container_is_refused(shim: FakeNodeShim) -> None:
+    """The API contract the controller relies on: one commit per container at a time; the
+    same request id attaches to the running commit instead of starting another."""
+    shim.mode = "hang"
+    client = NodeShimClient(port=shim.port, token=TOKEN)
+    try:
+        first = asyncio.create_task(client.commit("127.0.0.1", request("r1"), deadline=10))
+        await until(lambda: shim.calls.started, 5, "first commit started")
+        with pytest.raises(NodeShimError) as caught:
+            await client.commit("127.0.0.1", request("r2"), deadline=5)
+        assert caught.value.code == "FAILED_PRECONDITION"
+        assert not caught.value.temporary
+        again = asyncio.create_task(client.commit("127.0.0.1", request("r1"), deadline=10))
+        await until(lambda: len(shim.calls.commits) >= 3, 5, "re-attached")
+        shim.release()
+        outcomes = await asyncio.wait_for(asyncio.gather(first, again), 10)
+    finally:
+        await client.close()
+    assert outcomes[0].digest == outcomes[1].digest
+    assert shim.calls.started == ["r1"]
+    assert shim.calls.refused == ["r2"]
+    assert shim.calls.concurrent_per_container == 1

@@ -5,7 +5,10 @@ Only the holder of the Lease runs the controller.  The holder renews the Lease e
 ``lease_duration`` *as observed on its own clock* (no clock comparison between machines).
 A leader that cannot renew within ``renew_deadline``, or finds another holder in the Lease,
 cancels its work at once — before anyone else can have acquired it (renew_deadline <
-lease_duration).
+lease_duration).  Each acquire/renew attempt is bounded (``asyncio.timeout``) by what is left of
+the renew deadline, so a request that hangs in the API server cannot keep a leader acting, and
+a renewal counts from the moment its request was sent (the other replicas cannot have observed
+the renewed record earlier).
 """
 
 from __future__ import annotations
@@ -57,12 +60,12 @@ class LeaderElector:
     async def run(self, lead: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Forever: acquire the Lease, run ``lead()`` while holding it, cancel it on loss."""
         while True:
-            await self._acquire()
+            renewed_at = await self._acquire()
             self.leading = True
             self.terms += 1
             log.info("leader election: %s leads %s/%s", self.identity, self.namespace, self.name)
             work = asyncio.create_task(lead(), name="leader work")
-            renew = asyncio.create_task(self._keep_renewing(), name="lease renewal")
+            renew = asyncio.create_task(self._keep_renewing(renewed_at), name="lease renewal")
             try:
                 done, _ = await asyncio.wait({work, renew}, return_when=asyncio.FIRST_COMPLETED)
                 if work in done:
@@ -77,28 +80,44 @@ class LeaderElector:
                         await task
             log.warning("leader election: %s lost the lease; stopped acting", self.identity)
 
-    async def _acquire(self) -> None:
+    async def _acquire(self) -> float:
+        """Wait until this candidate holds the Lease; the loop time its winning request was
+        sent (when its term's renew deadline starts)."""
+        loop = asyncio.get_running_loop()
         while True:
+            sent = loop.time()
             try:
-                if await self._try_acquire_or_renew():
-                    return
+                async with asyncio.timeout(self.renew_deadline):
+                    if await self._try_acquire_or_renew():
+                        return sent
             except KubeError as exc:
                 log.info("leader election: %s", exc)
+            except TimeoutError:
+                log.info("leader election: no answer within %ss", self.renew_deadline)
             await asyncio.sleep(self.retry_period)
 
-    async def _keep_renewing(self) -> None:
+    async def _keep_renewing(self, last_renewal: float) -> None:
+        """Renew every ``retry_period``; return (the leader stops acting) when another holds
+        the Lease or ``renew_deadline`` passed since the last renewal was sent."""
         loop = asyncio.get_running_loop()
-        last_renewal = loop.time()
         while True:
-            await asyncio.sleep(self.retry_period)
+            left = last_renewal + self.renew_deadline - loop.time()
+            await asyncio.sleep(max(0.0, min(self.retry_period, left)))
+            left = last_renewal + self.renew_deadline - loop.time()
+            if left <= 0:
+                log.warning("leader election: no renewal within %ss", self.renew_deadline)
+                return
+            sent = loop.time()
             try:
-                if await self._try_acquire_or_renew():
-                    last_renewal = loop.time()
-                    continue
+                async with asyncio.timeout(left):
+                    if await self._try_acquire_or_renew():
+                        last_renewal = sent
+                        continue
                 return  # someone else holds it
             except KubeError as exc:
                 log.info("leader election: renewal failed: %s", exc)
-            if loop.time() - last_renewal > self.renew_deadline:
+            except TimeoutError:
+                log.warning("leader election: renewal hung past the renew deadline")
                 return
 
     async def _try_acquire_or_renew(self) -> bool:

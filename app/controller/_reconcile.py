@@ -10,6 +10,10 @@ so a crash at any line converges on the next run:
   differ; the pod is deleted only by uid;
 - a commit record (with its node-shim request id, ``<pod uid>:<commit id>``) is written before
   the node-shim is called, so a restarted controller re-attaches with the same request id;
+- a commit call that ends by a temporary error (UNAVAILABLE, DEADLINE_EXCEEDED, a stream without
+  a result, a cancelled call) leaves the record ``Committing`` and re-attaches with the same
+  request id after a backoff (the node-shim may still be committing: a new id would be a second
+  commit of the container); only a permanent error marks the record ``Failed``;
 - status is written through the status subresource, conditional on the resourceVersion read,
   and only when it differs from what is stored (a steady devbox causes no writes).
 """
@@ -29,6 +33,7 @@ from devbox_node_shim.api import nodeshim_pb2 as pb
 
 from app.controller import _children as children
 from app.controller import _metrics as metrics
+from app.controller import _snapshots as snapshots
 from app.controller import _status as st
 from app.controller._commits import CommitTracker
 from app.controller._events import EventRecorder
@@ -69,10 +74,12 @@ log = logging.getLogger(__name__)
 
 FINALIZER = "devbox.dev/controller"
 ABANDON_ANNOTATION = "devbox.dev/abandon-changes"
+"""Set to ``"true"`` to give up changes that cannot be saved: on a devbox being deleted, do not
+wait for a commit in flight; on a devbox to be started whose stopped container could not be
+committed, start from the last successful commit (the controller then clears it)."""
 RESTART_ANNOTATION = "devbox.dev/restart-requested-at"
 """RFC 3339 time: restart (commit, then a new pod from the commit) unless a stop commit started
 after it already succeeded."""
-"""Set to ``"true"`` on a devbox being deleted to abandon a commit in flight at once."""
 NAME_CONFLICT_RECHECK = 30.0
 """Seconds between looks at a child name taken by someone else's object."""
 PULL_ERRORS = frozenset(
@@ -200,6 +207,7 @@ class DevboxReconciler:
         self._endpoints(devbox, runtime, status, pod, ssh_service, secret, hosts)
         if await self._write_status(obj, status) is not None:
             await self._announce(devbox, status, pod)
+        await self._clear_abandon(devbox, status, pod)
         return requeue
 
     # ------------------------------------------------------------------ lifecycle
@@ -213,6 +221,21 @@ class DevboxReconciler:
         pod: JSON | None,
     ) -> float | None:
         record = st.in_flight(status)
+        if record is not None and record.mode == CommitMode.SNAPSHOT:
+            # The container keeps running; a stop or restart waits for the snapshot to end.
+            again = await self._drive_commit(key, devbox, status, pod, record)
+            if st.in_flight(status) is not None:
+                if devbox.spec.state == DevboxState.RUNNING:
+                    return _sooner(await self._run(devbox, runtime, status, pod), again)
+                self._not_ready(
+                    devbox,
+                    status,
+                    DevboxPhase.STOPPING,
+                    "SnapshotInProgress",
+                    f"waiting for snapshot {record.id} to end before saving the container",
+                )
+                return again
+            record = None  # it ended just now: go on from the world as it is
         if record is not None:
             return await self._drive_commit(key, devbox, status, pod, record)
         if pod is not None and self._committed(status, pod):
@@ -225,14 +248,142 @@ class DevboxReconciler:
             )
             self._not_ready(devbox, status, phase, "PodStopping", "the saved pod is being removed")
             return None
+        self._restore(devbox, status, pod)
         if devbox.spec.state == DevboxState.STOPPED:
             return await self._stop(key, devbox, status, pod)
         if pod is not None and not _terminating(pod) and _restart_pending(devbox, status):
             return await self._stop(key, devbox, status, pod)
+        if pod is not None and _unsaved(pod):
+            return await self._start_over_unsaved(devbox, runtime, status, pod)
         self._retry_at.pop(key, None)
         self._commit_failures.pop(key, None)
         status.conditions = [c for c in status.conditions if c.type != st.AUTO_STOPPED]
-        return await self._run(devbox, runtime, status, pod)
+        requeue = await self._run(devbox, runtime, status, pod)
+        return _sooner(requeue, self._snapshot(devbox, status, pod))
+
+    def _restore(self, devbox: Devbox, status: DevboxStatus, pod: JSON | None) -> None:
+        """Apply ``spec.restoreCommit`` once, if the devbox is stopped: append a ``Restore``
+        record (its image becomes current); otherwise say in a condition why not."""
+        wanted = pending_restore(devbox, status)
+        generation = devbox.metadata.generation
+        if wanted is None:
+            restored = st.condition(status, st.RESTORED)
+            if restored is not None and restored.status == ConditionStatus.FALSE:
+                status.conditions = [c for c in status.conditions if c.type != st.RESTORED]
+            return
+        source = next(
+            (c for c in status.commits if c.id == wanted and c.status == CommitStatus.SUCCEEDED),
+            None,
+        )
+        if source is None:
+            st.set_condition(
+                status,
+                st.RESTORED,
+                ConditionStatus.FALSE,
+                "RestoreNotFound",
+                f"commit {wanted} is not a successful commit in status.commits; pick another",
+                generation,
+            )
+            return
+        if pod is not None or status.phase not in (DevboxPhase.STOPPED, DevboxPhase.STOPPING):
+            st.set_condition(
+                status,
+                st.RESTORED,
+                ConditionStatus.FALSE,
+                "RestoreNotApplied",
+                f"commit {wanted} was not restored: the devbox is {status.phase}, and a restore "
+                "applies only to a Stopped devbox; it applies once the devbox is Stopped "
+                "(clear spec.restoreCommit to cancel)",
+                generation,
+            )
+            return
+        now = st.now()
+        record = Commit(
+            id=f"r{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
+            mode=CommitMode.RESTORE,
+            image=source.image,
+            digest=source.digest,
+            restored_from=source.id,
+            status=CommitStatus.SUCCEEDED,
+            started_at=now,
+            finished_at=now,
+        )
+        status.commits = _trim([*status.commits, record])
+        status.image = record.image
+        st.set_condition(
+            status,
+            st.RESTORED,
+            ConditionStatus.TRUE,
+            "Restored",
+            f"restored commit {source.id} ({source.image}); the devbox starts from it, later "
+            "commits are kept",
+            generation,
+        )
+
+    async def _start_over_unsaved(
+        self, devbox: Devbox, runtime: Runtime | None, status: DevboxStatus, pod: JSON
+    ) -> float | None:
+        """Start asked for while the pod's stopped container holds changes no commit saved:
+        refused (the pod is kept) unless the user abandons them with the annotation."""
+        saved = self._current_image(devbox, runtime, status) or "the runtime's image"
+        if not _abandon_asked(devbox):
+            reason, message = pod_failure(pod) or ("ContainerExited", "the container stopped")
+            self._not_ready(
+                devbox,
+                status,
+                DevboxPhase.FAILED,
+                reason,
+                f"{message}; or, to start from {saved} and lose the unsaved changes, set the "
+                f'annotation {ABANDON_ANNOTATION}: "true"',
+            )
+            return None
+        uid = str((pod.get("metadata") or {}).get("uid"))
+        for record in reversed(status.commits):
+            if (record.request_id or "").startswith(uid + ":"):
+                if record.status == CommitStatus.FAILED and not (record.reason or "").startswith(
+                    "abandoned"
+                ):
+                    record.reason = (
+                        "abandoned: the user started the devbox without these changes "
+                        f"(the commit had failed: {record.reason})"
+                    )[:32768]
+                break
+        await self._delete_pod(pod)
+        self._not_ready(
+            devbox,
+            status,
+            DevboxPhase.STARTING,
+            "ChangesAbandoned",
+            f"the unsaved changes were abandoned; starting from {saved}",
+        )
+        return None
+
+    async def _clear_abandon(self, devbox: Devbox, status: DevboxStatus, pod: JSON | None) -> None:
+        """Drop the abandon annotation once a started devbox has nothing left to abandon."""
+        if (
+            not _abandon_asked(devbox)
+            or devbox.spec.state != DevboxState.RUNNING
+            or st.in_flight(status) is not None
+            or (pod is not None and _unsaved(pod) and not self._committed(status, pod))
+        ):
+            return
+        annotations: JSON = {ABANDON_ANNOTATION: None}
+        await self.kube.patch(
+            DEVBOXES, devbox.namespace, devbox.name, {"metadata": {"annotations": annotations}}
+        )
+
+    def _snapshot(self, devbox: Devbox, status: DevboxStatus, pod: JSON | None) -> float | None:
+        """Start a snapshot if one is due (its record; the status write brings the devbox
+        back to call the node-shim); else seconds until the next one, or None."""
+        wait = snapshots.due_in(devbox, status, st.now())
+        if wait is None or pod is None or _container_id(pod) is None:
+            return None
+        if wait > 0:
+            return wait
+        uid = str((pod.get("metadata") or {}).get("uid"))
+        record = snapshots.new_record(devbox, uid, self.config.registry)
+        status.commits = _trim([*status.commits, record])
+        return None
 
     async def _run(
         self, devbox: Devbox, runtime: Runtime | None, status: DevboxStatus, pod: JSON | None
@@ -330,13 +481,13 @@ class DevboxReconciler:
         generation = devbox.metadata.generation
         if task is not None and task.done():
             self.commits.forget(request_id)
+            if _interrupted(task):
+                return self._commit_interrupted(key, devbox, status, record, task)
             try:
                 outcome: CommitOutcome | None = task.result()
                 error: str | None = None
             except NodeShimError as exc:
                 outcome, error = None, exc.message
-            except asyncio.CancelledError:
-                outcome, error = None, "the commit call was cancelled"
             if outcome is not None:
                 return self._commit_succeeded(key, devbox, status, record, outcome)
             return self._commit_failed(key, devbox, status, record, error or "unknown error")
@@ -353,6 +504,11 @@ class DevboxReconciler:
                     "commit could not be saved",
                     retry=False,
                 )
+            retry_at = self._retry_at.get(key)
+            loop = asyncio.get_running_loop()
+            if record.status == CommitStatus.COMMITTING and retry_at and loop.time() < retry_at:
+                # Interrupted by a temporary error: re-attach (same request id) after a backoff.
+                return retry_at - loop.time()
             host = self._node_address(str((pod.get("spec") or {}).get("nodeName") or ""))
             if host is None:
                 return self._commit_failed(
@@ -373,6 +529,8 @@ class DevboxReconciler:
         if record.status == CommitStatus.PENDING:
             record.status = CommitStatus.COMMITTING
             record.started_at = st.now()
+        if record.mode == CommitMode.SNAPSHOT:
+            return None  # the devbox keeps running; the tracker queues it when the call ends
         status.phase = DevboxPhase.STOPPING
         st.set_condition(
             status,
@@ -392,6 +550,9 @@ class DevboxReconciler:
         record: Commit,
         outcome: CommitOutcome,
     ) -> float | None:
+        if record.mode == CommitMode.SNAPSHOT:
+            snapshots.succeeded(devbox, status, record, outcome)
+            return None
         self._commit_failures.pop(key, None)
         self._retry_at.pop(key, None)
         record.status = CommitStatus.SUCCEEDED
@@ -415,6 +576,35 @@ class DevboxReconciler:
         )
         return 0.0  # the pod is deleted on the next pass, after this record is stored
 
+    def _commit_interrupted(
+        self,
+        key: Key,
+        devbox: Devbox,
+        status: DevboxStatus,
+        record: Commit,
+        task: asyncio.Task[CommitOutcome],
+    ) -> float:
+        """The call ended by a temporary error (UNAVAILABLE, DEADLINE_EXCEEDED, a stream
+        without a result, a cancelled call): the node-shim may still be committing, so the
+        record stays ``Committing`` and, after a backoff, the same request id re-attaches to
+        it (a new request id would be a second commit of the same container)."""
+        why = "the commit call was cancelled" if task.cancelled() else str(task.exception())
+        failures = self._commit_failures.get(key, 0) + 1
+        self._commit_failures[key] = failures
+        delay: float = min(
+            self.config.commit_retry_base * 2.0 ** (failures - 1), self.config.commit_retry_max
+        )
+        delay *= random.uniform(0.8, 1.0)
+        self._retry_at[key] = asyncio.get_running_loop().time() + delay
+        message = (
+            f"lost the node-shim during commit {record.id} ({why}); re-attaching to it in "
+            f"{delay:.0f}s"
+        )
+        log.warning("%s/%s: %s", *key, message)
+        if record.mode == CommitMode.STOP:
+            self._not_ready(devbox, status, DevboxPhase.STOPPING, "CommitInterrupted", message)
+        return delay
+
     def _commit_failed(
         self,
         key: Key,
@@ -425,6 +615,9 @@ class DevboxReconciler:
         *,
         retry: bool = True,
     ) -> float | None:
+        if record.mode == CommitMode.SNAPSHOT:
+            snapshots.failed(devbox, status, record, reason)
+            return None
         record.status = CommitStatus.FAILED
         record.reason = reason[:32768]
         record.finished_at = st.now()
@@ -458,6 +651,11 @@ class DevboxReconciler:
         old_records = {c.id: c.status for c in before.commits}
         for record in status.commits:
             if old_records.get(record.id) == record.status:
+                continue
+            if record.mode == CommitMode.RESTORE:
+                await self.events.record(
+                    devbox, "Normal", "Restored", f"restored commit {record.restored_from}"
+                )
                 continue
             if record.status == CommitStatus.SUCCEEDED:
                 if record.started_at and record.finished_at:
@@ -559,7 +757,7 @@ class DevboxReconciler:
             assert deleted_at is not None
             waited = (st.now() - deleted_at).total_seconds()
             abandon = annotations.get(ABANDON_ANNOTATION) == "true"
-            if task is not None and task.done():
+            if task is not None and task.done() and not _interrupted(task):
                 self._drive_done(key, devbox, status, record, task)
             elif abandon or waited >= self.config.delete_commit_wait:
                 self.commits.forget(request_id)
@@ -570,13 +768,13 @@ class DevboxReconciler:
                 record.finished_at = st.now()
             else:
                 pod = self.caches.pods.get(devbox.namespace, children.pod_name(devbox))
-                await self._drive_commit(key, devbox, status, pod, record)
+                again = await self._drive_commit(key, devbox, status, pod, record)
                 status.phase = DevboxPhase.DELETING
                 self._not_ready(
                     devbox, status, DevboxPhase.DELETING, "Deleting", "waiting for the commit"
                 )
                 await self._write_status(obj, status)
-                return max(0.1, self.config.delete_commit_wait - waited)
+                return _sooner(max(0.1, self.config.delete_commit_wait - waited), again)
         self._not_ready(devbox, status, DevboxPhase.DELETING, "Deleting", "removing the devbox")
         stored = await self._write_status(obj, status)
         remaining = 0
@@ -619,6 +817,8 @@ class DevboxReconciler:
         for record in status.commits:
             if record.status != CommitStatus.SUCCEEDED or not record.digest:
                 continue
+            if record.mode == CommitMode.RESTORE:
+                continue  # its image is the restored commit's, deleted with that record
             if record.digest in released:
                 continue
             try:
@@ -740,12 +940,7 @@ class DevboxReconciler:
     def _current_image(
         self, devbox: Devbox, runtime: Runtime | None, status: DevboxStatus
     ) -> str | None:
-        wanted = devbox.spec.restore_commit
-        if wanted:
-            for record in status.commits:
-                if record.id == wanted and record.status == CommitStatus.SUCCEEDED:
-                    return record.image
-        saved = st.last_succeeded(status)
+        saved = st.last_succeeded(status)  # a restore is a record too: the newest one wins
         if saved is not None:
             return saved.image
         return runtime.spec.image if runtime is not None else status.image
@@ -850,6 +1045,47 @@ def _restart_pending(devbox: Devbox, status: DevboxStatus) -> bool:
     )
 
 
+def _interrupted(task: asyncio.Task[CommitOutcome]) -> bool:
+    """Whether a finished commit call ended by a temporary error (the node-shim may still be
+    committing under its request id): re-attach, never start another commit."""
+    if task.cancelled():
+        return True
+    exc = task.exception()
+    return isinstance(exc, NodeShimError) and exc.temporary
+
+
+def pending_restore(devbox: Devbox, status: DevboxStatus) -> str | None:
+    """The commit id ``spec.restoreCommit`` asks for, unless that restore was applied: the
+    newest ``Restore`` record in the status says which one was (level-based)."""
+    wanted = devbox.spec.restore_commit
+    if not wanted:
+        return None
+    last = _last_restore(status.commits)
+    if last is not None and last.restored_from == wanted:
+        return None
+    return wanted
+
+
+def _last_restore(commits: list[Commit]) -> Commit | None:
+    return next((c for c in reversed(commits) if c.mode == CommitMode.RESTORE), None)
+
+
+def _abandon_asked(devbox: Devbox) -> bool:
+    return (devbox.metadata.annotations or {}).get(ABANDON_ANNOTATION) == "true"
+
+
+def _unsaved(pod: JSON) -> bool:
+    """Whether the pod's container ran and stopped (its changes, unless a commit saved them,
+    exist only in the stopped container)."""
+    if _terminating(pod) or _container_id(pod) is None:
+        return False
+    state = (_container_status(pod) or {}).get("state") or {}
+    return bool(state.get("terminated")) or (pod.get("status") or {}).get("phase") in (
+        "Failed",
+        "Succeeded",
+    )
+
+
 def _failure_code(reason: str | None) -> str:
     """A low-cardinality label for a commit failure."""
     text = reason or ""
@@ -946,8 +1182,11 @@ def _ingress_spec(obj: JSON) -> tuple[Any, ...]:
 
 
 def _trim(commits: list[Commit]) -> list[Commit]:
-    """At most MAX_COMMITS records: the oldest failed ones go first, then the oldest."""
+    """At most MAX_COMMITS records: the oldest failed ones go first, then the oldest; the
+    newest ``Restore`` record stays (it says the restore asked for was applied)."""
     while len(commits) > MAX_COMMITS:
+        keep = _last_restore(commits)
         failed = next((c for c in commits if c.status == CommitStatus.FAILED), None)
-        commits.remove(failed if failed is not None else commits[0])
+        oldest = next(c for c in commits if c is not keep)
+        commits.remove(failed if failed is not None else oldest)
     return commits

@@ -13,6 +13,8 @@ AUTO_STOPPED = "AutoStopped"
 """Condition: the controller stopped the devbox by itself (schedule or idle timeout)."""
 COMMITTED = "Committed"
 """Condition: the outcome of the last commit (a failed commit says why)."""
+RESTORED = "Restored"
+"""Condition: whether ``spec.restoreCommit`` was applied (a restore not applied says why)."""
 
 
 def now() -> datetime:

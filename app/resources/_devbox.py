@@ -68,6 +68,9 @@ class CommitMode(StrEnum):
 
     STOP = "Stop"
     SNAPSHOT = "Snapshot"
+    RESTORE = "Restore"
+    """Not a commit of the container: the record of a restore (``restoredFrom``), whose image
+    became current."""
 
 
 class CommitStatus(StrEnum):
@@ -130,7 +133,9 @@ class DevboxSpec(KubeModel):
     snapshot_interval_seconds: Seconds = 0
     """Commit a snapshot of the running devbox this often (0: never)."""
     restore_commit: CommitId | None = None
-    """Start from this commit in ``status.commits`` instead of the latest."""
+    """Start from this earlier commit in ``status.commits`` (a rollback).  Applied once, while
+    the devbox is Stopped: a ``Restore`` record then makes that image current, and later
+    commits win again."""
 
 
 class SSHEndpoint(KubeModel):
@@ -163,9 +168,11 @@ class Commit(KubeModel):
     id: CommitId
     """Commit id (also the image tag)."""
     mode: CommitMode
-    """``Stop`` (on the way to Stopped) or ``Snapshot`` (while running)."""
+    """``Stop`` (on the way to Stopped), ``Snapshot`` (while running) or ``Restore``."""
     image: ImageReference
     """Image reference the commit is pushed to."""
+    restored_from: CommitId | None = None
+    """For a ``Restore`` record: the id of the commit that was restored."""
     request_id: str | None = Field(default=None, max_length=253)
     """Node-shim request id: a controller restarted mid-commit re-attaches with it."""
     status: CommitStatus = CommitStatus.PENDING

@@ -372,7 +372,68 @@ async def test_restore_starts_from_an_earlier_commit(h: Harness) -> None:
     assert pod is not None
     assert pod["spec"]["containers"][0]["image"] == images[0]
     assert devbox["status"]["image"] == images[0]
-    assert len(commits(devbox)) == 3  # later commits are kept
+    records = commits(devbox)
+    assert [r["mode"] for r in records] == ["Stop", "Stop", "Stop", "Restore"]  # later kept
+    assert records[-1]["restoredFrom"] == first["id"]
+    assert records[-1]["image"] == images[0]
+
+
+async def test_after_a_restore_the_next_commit_wins(h: Harness) -> None:
+    """A restore is applied once: restore → run → stop (new commit) → start runs the new
+    commit, also after a controller restart."""
+    await h.create_devbox()
+    await h.wait_phase("Running")
+    await h.set_state("Stopped")
+    first = commits(await h.wait_phase("Stopped"))[0]
+    await h.set_state("Running")
+    await h.wait_phase("Running")
+    await h.set_state("Stopped")
+    await h.wait_phase("Stopped")
+    await h.sim.kube.patch(
+        DEVBOXES, NS, "box", {"spec": {"state": "Running", "restoreCommit": first["id"]}}
+    )
+    devbox = await h.wait_phase("Running")
+    assert devbox["status"]["image"] == first["image"]
+    await h.set_state("Stopped")
+    devbox = await h.wait_phase("Stopped")
+    newest = commits(devbox)[-1]
+    assert newest["mode"] == "Stop"
+    assert newest["status"] == "Succeeded"
+    await h.stop_controller()  # a restart must neither re-apply the restore nor forget it
+    await h.start_controller()
+    await h.set_state("Running")
+    devbox = await h.wait_phase("Running")
+    pod = await h.pod()
+    assert pod is not None
+    assert pod["spec"]["containers"][0]["image"] == newest["image"]
+    assert devbox["status"]["image"] == newest["image"]
+    assert [r["mode"] for r in commits(devbox)].count("Restore") == 1
+
+
+async def test_a_restore_asked_for_while_running_is_not_applied(h: Harness) -> None:
+    await h.create_devbox()
+    await h.wait_phase("Running")
+    await h.set_state("Stopped")
+    first = commits(await h.wait_phase("Stopped"))[0]
+    await h.set_state("Running")
+    await h.wait_phase("Running")
+    pod = await h.pod()
+    await h.sim.kube.patch(DEVBOXES, NS, "box", {"spec": {"restoreCommit": first["id"]}})
+
+    async def refused() -> dict[str, object] | None:
+        obj = await h.devbox()
+        conds = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+        restored = conds.get("Restored") or {}
+        return obj if restored.get("reason") == "RestoreNotApplied" else None
+
+    devbox = await until_async(refused, 10, "a condition says the restore was not applied")
+    assert "Stopped" in condition(devbox, "Restored")["message"]
+    assert [r["mode"] for r in commits(devbox)] == ["Stop"]
+    assert devbox["status"]["phase"] == "Running"
+    again = await h.pod()
+    assert again is not None
+    assert pod is not None
+    assert again["metadata"]["uid"] == pod["metadata"]["uid"]  # the running pod is untouched
 
 
 async def test_restart_commits_then_runs_a_new_pod_from_the_commit(h: Harness) -> None:

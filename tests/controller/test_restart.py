@@ -77,3 +77,30 @@ async def test_killed_at_any_moment_the_controller_converges_without_duplicates(
         assert [r["status"] for r in records] == ["Succeeded"] * 3
         assert len(h.shim.calls.started) == 3  # one commit per stop, however often killed
         assert h.shim.calls.concurrent_per_container == 1
+
+
+async def test_a_dropped_commit_stream_reattaches_with_the_same_request_id(
+    sim: Sim, tmp_path: Path
+) -> None:
+    """UNAVAILABLE mid-commit is temporary: the record stays Committing and the controller
+    re-attaches with the same request id, never starting a second commit of the container."""
+    async with harness(sim, tmp_path) as h:
+        await h.create_runtime()
+        await h.start_controller()
+        await h.create_devbox()
+        await h.wait_phase("Running")
+        h.shim.mode = "hang"
+        h.shim.drop_streams = 2  # the first call and the first re-attach lose their stream
+        await h.set_state("Stopped")
+        await until(lambda: len(h.shim.calls.commits) >= 3, 15, "re-attached after two drops")
+        devbox = await h.devbox()
+        assert [r["status"] for r in devbox["status"]["commits"]] == ["Committing"]
+        h.shim.release()
+        devbox = await h.wait_phase("Stopped", within=15)
+        records = devbox["status"]["commits"]
+        assert [r["status"] for r in records] == ["Succeeded"]
+        assert h.shim.calls.started == [records[0]["requestId"]]
+        assert {c.request_id for c in h.shim.calls.commits} == {records[0]["requestId"]}
+        assert h.shim.calls.refused == []
+        assert h.shim.calls.concurrent_per_container == 1
+        assert await h.pod() is None

@@ -236,7 +236,7 @@ def test_constraints_flow_from_the_models() -> None:
     ]
     assert status["podIP"]["type"] == "string"
     commit = status["commits"]["items"]["properties"]
-    assert commit["mode"]["enum"] == ["Stop", "Snapshot"]
+    assert commit["mode"]["enum"] == ["Stop", "Snapshot", "Restore"]
     assert commit["status"]["enum"] == ["Pending", "Committing", "Succeeded", "Failed"]
     runtime = _schema(Runtime)["properties"]["spec"]["properties"]
     assert runtime["class"]["enum"] == ["OS", "Language", "Framework"]
