@@ -19,7 +19,7 @@ which gives up changes that cannot be saved:
   it (a stop commit failed after the node-shim stopped the task): without the annotation the
   start is refused (phase ``Failed``, the pod and its changes are kept, the message says how to
   save or abandon them); with it the pod is deleted, the devbox starts from the last successful
-  commit (or ``spec.restoreCommit``), the failed attempt stays in ``status.commits`` as
+  commit (an applied restore counts as one), the failed attempt stays in ``status.commits`` as
   ``Failed`` with a reason starting ``abandoned:``, and the controller removes the annotation.
 
 ``spec.restoreCommit: <commit id>`` is a one-time choice (a rollback), applied only while the
