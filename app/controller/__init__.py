@@ -5,9 +5,11 @@ Layers, bottom up: :mod:`app.kubeclient`, :mod:`app.nodeshim_client` and
 :mod:`app.registry_client` (the only modules that talk to Kubernetes, the node-shim and the
 registry); ``_children`` (desired child objects, pure), ``_status`` (status helpers, pure),
 ``_queue`` (work queue), ``_commits`` (commit calls in flight), ``_snapshots`` (when a running
-devbox's next snapshot commit is due and its record, pure), ``_events`` and ``_metrics``;
+devbox's next snapshot commit is due and its record, pure), ``_sshkeys`` (noticing regenerated
+SSH keys, pure), ``_nodes`` (a pod lost with its node, pure), ``_events`` and ``_metrics``;
 ``_reconcile`` (one devbox, level-based) and ``_release`` (one DevboxRelease); ``_controller``
-(informers → queues → workers); ``_leader`` (Lease-based leader election).
+(informers → queues → workers, with ``_supervisor`` restarting an informer that ends);
+``_leader`` (Lease-based leader election).
 :mod:`app.controller.runner` is the entry point ``devboxctl serve`` starts.
 
 Annotations a user (or the API) may set on a Devbox: ``devbox.dev/restart-requested-at``

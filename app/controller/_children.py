@@ -6,7 +6,8 @@ holds and writes only the difference.
 Children (all labelled ``devbox.dev/devbox=<name>``, owned by the devbox as controller):
 
 - Secret ``<name>-ssh``: the user's ed25519 key pair (``authorized_keys`` holds the public key)
-  and the devbox's SSH host key; generated once, never rotated by the controller.
+  and the devbox's SSH host key; generated once, never rotated silently by the controller.
+  The pod mounts only :data:`MOUNTED_KEYS`, never the user's private key.
 - Pod ``<name>``: one container ``devbox``, ``restartPolicy: Never`` so the kubelet keeps an
   exited container (and its writable layer) for the final commit until the pod is deleted.
 - Service ``<name>-ssh``: NodePort (or ClusterIP in Tunnel mode) to the SSH port.
@@ -37,6 +38,9 @@ SELECTOR = f"{MANAGED_BY}={CONTROLLER_NAME}"
 CONTAINER = "devbox"
 SSH_MOUNT = "/etc/devbox/ssh"
 """Where the pod sees the Secret: ``authorized_keys`` and the host key live here."""
+MOUNTED_KEYS = ("authorized_keys", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub")
+"""The Secret's keys the container sees.  The user's private key (``id_ed25519``) is never
+mounted: it stays in the Secret for the API to hand to the owner."""
 SSH_SERVICE_PORT = 22
 
 
@@ -213,7 +217,11 @@ def pod(devbox: Devbox, runtime: Runtime, image: str) -> JSON:
             "volumes": [
                 {
                     "name": "ssh",
-                    "secret": {"secretName": secret_name(devbox), "defaultMode": 0o400},
+                    "secret": {
+                        "secretName": secret_name(devbox),
+                        "defaultMode": 0o400,
+                        "items": [{"key": key, "path": key} for key in MOUNTED_KEYS],
+                    },
                 }
             ],
         },

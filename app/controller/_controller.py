@@ -4,6 +4,11 @@ Events only choose *which* devbox to look at: a Devbox event queues its key; an 
 child (labelled ``devbox.dev/devbox``) queues its devbox; a Runtime event queues the devboxes
 using it; the end of a commit call queues its devbox.  What to do is decided by
 :class:`DevboxReconciler` from the caches alone.
+
+Informers are supervised (``_supervisor``): one that ends for any reason is logged and restarted
+with backoff, resuming its watch, so the controller never runs on a frozen cache.  The first
+sync is bounded (``sync_timeout``): a controller whose caches cannot load fails its run, and its
+owner (the process, the Deployment) restarts it.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ from kubernetes_asyncio import client
 
 from app.controller import _children as children
 from app.controller import _metrics as metrics
+from app.controller import _nodes as nodes
 from app.controller._commits import CommitTracker
 from app.controller._queue import WorkQueue
 from app.controller._reconcile import Caches, DevboxReconciler, ReconcileConfig
 from app.controller._release import ReleaseReconciler
+from app.controller._supervisor import supervise
 from app.kubeclient import (
     DEVBOXES,
     INGRESSES,
@@ -54,8 +61,10 @@ class Controller:
         *,
         workers: int | None = None,
         commit_retry_base: float = 2.0,
+        sync_timeout: float = 300.0,
     ) -> None:
         self.settings = settings
+        self.sync_timeout = sync_timeout
         self.kube = Kube(api)
         self.node_shim = NodeShimClient(
             port=settings.node_shim_port, token=settings.node_shim_token.get_secret_value()
@@ -112,6 +121,7 @@ class Controller:
         self.caches.devboxes.add_handler(self._on_devbox)
         self.caches.runtimes.add_handler(self._on_runtime)
         self.caches.releases.add_handler(self._on_release)
+        self.caches.nodes.add_handler(self._on_node)
         for informer in (
             self.caches.pods,
             self.caches.services,
@@ -140,6 +150,15 @@ class Controller:
         owner = (meta.get("labels") or {}).get(children.DEVBOX_LABEL)
         if owner:
             self.queue.add((str(meta.get("namespace")), owner))
+
+    def _on_node(self, event: EventType, obj: JSON, old: JSON | None) -> None:
+        # Only a change of readiness matters (not heartbeats): it queues the node's devboxes.
+        if event == "MODIFIED" and nodes.node_ready(obj) == nodes.node_ready(old):
+            return
+        name = (obj.get("metadata") or {}).get("name")
+        for pod in self.caches.pods.objects():
+            if (pod.get("spec") or {}).get("nodeName") == name:
+                self._on_child("MODIFIED", pod, None)
 
     def _on_runtime(self, _event: EventType, obj: JSON, old: JSON | None) -> None:
         meta = obj.get("metadata") or {}
@@ -192,23 +211,25 @@ class Controller:
             self.caches.releases,
             self.caches.devboxes,  # last: its first list queues every devbox
         ]
-        tasks = [asyncio.create_task(i.run(), name=f"informer {i.kind.plural}") for i in informers]
+        tasks = [
+            asyncio.create_task(supervise(i), name=f"informer {i.kind.plural}") for i in informers
+        ]
         try:
+            deadline = asyncio.get_running_loop().time() + self.sync_timeout
             for informer in informers:
-                while not informer.synced:
-                    for task in tasks:
-                        if task.done():
-                            task.result()
-                    await asyncio.sleep(0.01)
+                left = deadline - asyncio.get_running_loop().time()
+                await informer.wait_synced(within=max(left, 0.0))
             log.info(
                 "controller: caches synced (%d devboxes); %d workers",
                 len(self.caches.devboxes),
                 self.workers,
             )
             self.ready.set()
+            # The supervised informers never end; if one does (a bug), the run fails loudly.
             await asyncio.gather(
                 self.queue.run(self.workers, self._handle),
                 self.release_queue.run(2, self._handle_release),
+                *tasks,
             )
         finally:
             for task in tasks:

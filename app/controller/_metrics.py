@@ -57,3 +57,8 @@ class _Gauges(Collector):
 
 GAUGES = _Gauges()
 REGISTRY.register(GAUGES)
+INFORMER_RESTARTS = Counter(
+    "devbox_controller_informer_restarts_total",
+    "Informers restarted after they ended unexpectedly, by resource.",
+    ["resource"],
+)

@@ -33,7 +33,9 @@ from devbox_node_shim.api import nodeshim_pb2 as pb
 
 from app.controller import _children as children
 from app.controller import _metrics as metrics
+from app.controller import _nodes as nodes
 from app.controller import _snapshots as snapshots
+from app.controller import _sshkeys as sshkeys
 from app.controller import _status as st
 from app.controller._commits import CommitTracker
 from app.controller._events import EventRecorder
@@ -204,6 +206,9 @@ class DevboxReconciler:
             await self._write_status(obj, status)
             return NAME_CONFLICT_RECHECK  # a foreign object sends us no events
         requeue = _sooner(requeue, auto_stop)
+        sshkeys.note_regeneration(
+            status, secret, children.secret_name(devbox), devbox.metadata.generation
+        )
         self._endpoints(devbox, runtime, status, pod, ssh_service, secret, hosts)
         if await self._write_status(obj, status) is not None:
             await self._announce(devbox, status, pod)
@@ -239,8 +244,11 @@ class DevboxReconciler:
         if record is not None:
             return await self._drive_commit(key, devbox, status, pod, record)
         if pod is not None and self._committed(status, pod):
-            # This pod's container is saved (and stopped): it never runs again.
-            await self._delete_pod(pod)
+            # This pod's container is saved (and stopped): it never runs again.  A pod already
+            # terminating was deleted before: deleting it again on every pod event is a write
+            # that changes nothing.
+            if not _terminating(pod):
+                await self._delete_pod(pod)
             phase = (
                 DevboxPhase.STOPPING
                 if devbox.spec.state == DevboxState.STOPPED
@@ -411,7 +419,8 @@ class DevboxReconciler:
                 devbox, status, DevboxPhase.STARTING, "PodTerminating", "the old pod is stopping"
             )
             return None
-        failure = pod_failure(pod)
+        node = self.caches.nodes.get("", str((pod.get("spec") or {}).get("nodeName") or ""))
+        failure = pod_failure(pod) or nodes.pod_lost(pod, node)
         if failure is not None:
             self._not_ready(devbox, status, DevboxPhase.FAILED, *failure)
             return None
@@ -648,6 +657,11 @@ class DevboxReconciler:
     async def _announce(self, devbox: Devbox, status: DevboxStatus, pod: JSON | None) -> None:
         """Events and metrics for what a stored status changed (once per transition)."""
         before = devbox.status
+        regenerated = sshkeys.newly_regenerated(before, status)
+        if regenerated is not None:
+            await self.events.record(
+                devbox, "Warning", sshkeys.SSH_KEYS_REGENERATED, regenerated.message or ""
+            )
         old_records = {c.id: c.status for c in before.commits}
         for record in status.commits:
             if old_records.get(record.id) == record.status:
@@ -986,6 +1000,8 @@ class DevboxReconciler:
         ssh = SSHEndpoint(
             user=runtime.spec.user if runtime else (status.ssh.user if status.ssh else None),
             host_key_fingerprint=children.fingerprint(host_key) if host_key else None,
+            user_key_fingerprint=sshkeys.user_key_fingerprint(secret)
+            or (status.ssh.user_key_fingerprint if status.ssh else None),
         )
         if live and devbox.spec.network_mode == NetworkMode.NODE_PORT and ssh_service:
             ssh.host = self._node_address(str(pod_spec.get("nodeName") or ""))

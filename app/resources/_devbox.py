@@ -149,6 +149,9 @@ class SSHEndpoint(KubeModel):
     """User to log in as."""
     host_key_fingerprint: str | None = None
     """SHA256 fingerprint of the devbox's SSH host key, for ``known_hosts``."""
+    user_key_fingerprint: str | None = None
+    """SHA256 fingerprint of the user's public key the devbox accepts (the key pair issued to
+    the owner); the controller notices from it when the keys had to be regenerated."""
 
 
 class PortStatus(KubeModel):

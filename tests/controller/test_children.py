@@ -86,3 +86,21 @@ def test_a_service_update_keeps_its_allocated_node_port() -> None:
     assert patch["spec"]["ports"][0]["nodePort"] == 31000
     current["spec"]["ports"][0]["targetPort"] = 22
     assert children.service_differs(current, desired) is None
+
+
+def test_the_pod_never_mounts_the_users_private_key() -> None:
+    pod = children.pod(devbox(), runtime(), "registry/ns/box:c1")
+    secret_name = children.secret_name(devbox())
+    volumes = pod["spec"]["volumes"]
+    from_secret = [v for v in volumes if (v.get("secret") or {}).get("secretName") == secret_name]
+    assert from_secret, "the SSH keys are mounted"
+    for volume in from_secret:
+        items = volume["secret"].get("items")
+        assert items is not None, "a secret volume without items mounts every key"
+        keys = {item["key"] for item in items}
+        assert "id_ed25519" not in keys
+        assert keys == {"authorized_keys", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"}
+    assert not any("projected" in v or "env" in v for v in volumes)
+    container = pod["spec"]["containers"][0]
+    assert not container.get("envFrom")
+    assert all("secretKeyRef" not in (e.get("valueFrom") or {}) for e in container["env"])

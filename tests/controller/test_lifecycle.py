@@ -504,3 +504,31 @@ async def test_a_devbox_whose_runtime_was_deleted_can_still_be_stopped_and_saved
     devbox = await h.wait_phase("Failed")
     assert condition(devbox, "Ready")["reason"] == "RuntimeNotFound"
     assert devbox["status"]["image"] == commits(devbox)[-1]["image"]
+
+
+async def test_a_stopping_devbox_whose_saved_pod_is_terminating_causes_no_writes(
+    h: Harness,
+) -> None:
+    await h.create_devbox()
+    await h.wait_phase("Running")
+    # A finalizer of someone else's keeps the committed pod terminating.
+    await h.sim.kube.patch(PODS, NS, "box", {"metadata": {"finalizers": ["test.dev/hold"]}})
+    await h.set_state("Stopped")
+
+    async def terminating() -> dict[str, object] | None:
+        pod = await h.pod()
+        return pod if pod is not None and pod["metadata"].get("deletionTimestamp") else None
+
+    await until_async(terminating, 10, "the saved pod terminating")
+    await h.wait_phase("Stopping")
+    await asyncio.sleep(0.5)  # let the last events settle
+    writes = h.controller.kube.writes  # type: ignore[union-attr]
+    # Events on the terminating pod make the controller look again; it must find nothing to do.
+    for n in range(3):
+        await h.sim.kube.patch(PODS, NS, "box", {"metadata": {"labels": {"touched": str(n)}}})
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(0.5)
+    assert h.controller.kube.writes == writes  # type: ignore[union-attr]
+    assert (await h.devbox())["status"]["phase"] == "Stopping"
+    await h.sim.kube.patch(PODS, NS, "box", {"metadata": {"finalizers": None}})
+    await h.wait_phase("Stopped")
