@@ -264,7 +264,14 @@ def _custom_columns(rt: ResourceType) -> list[Column]:
             value = json_path(obj, path)
             if value is None:
                 return None
-            if kind in ("string", "date") and not isinstance(value, str):
+            if kind == "date":
+                # As the CRD table convertor does: a date column is shown as an age ("5m").
+                return (
+                    _age({"metadata": {"creationTimestamp": value}})
+                    if isinstance(value, str)
+                    else "<invalid>"
+                )
+            if kind == "string" and not isinstance(value, str):
                 return json.dumps(value)
             return value
 

@@ -196,6 +196,8 @@ async def test_apply_crd_and_custom_resource(
         table = rows(await kc.ok("get", f"widgets.{group}", "-n", namespace))
         assert table[0] == ["NAME", "SIZE", "MODE", "AGE"]
         assert table[1][:3] == ["w1", "3", "a"]
+        # A date printer column is shown as an age ("3s"), not the raw timestamp.
+        assert re.fullmatch(r"\d+[smhdy]", table[1][3]), table[1]
 
         widget["spec"]["size"] = 5
         write_yaml(cr_path, widget)
