@@ -6,10 +6,9 @@ import base64
 import shutil
 import subprocess
 
-import pytest
-
 from app.controller import _children as children
 from app.resources import Devbox, Runtime
+from tests.fixtures.deps import missing
 
 
 def devbox(name: str = "box") -> Devbox:
@@ -50,9 +49,11 @@ def test_the_secret_holds_an_ed25519_pair_whose_public_key_is_authorized(tmp_pat
     assert "OPENSSH PRIVATE KEY" in data["id_ed25519"]
 
 
-@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs OpenSSH's ssh-keygen")
 def test_the_fingerprint_matches_ssh_keygen(tmp_path: object) -> None:
     from pathlib import Path
+
+    if shutil.which("ssh-keygen") is None:
+        missing("OpenSSH's ssh-keygen", "apt-get install openssh-client (make test does)")
 
     secret = children.secret(devbox())
     public = base64.b64decode(secret["data"]["ssh_host_ed25519_key.pub"]).decode()

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from kubernetes_asyncio import client
 
+from tests.fixtures.deps import missing
 from tests.fixtures.kube import KubeTarget
 from tests.simcluster.conformance.support import Widgets, install_widgets, uninstall_widgets
 
@@ -45,5 +46,5 @@ async def ready_nodes(kube: KubeTarget, core: client.CoreV1Api) -> list[client.V
         if any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
     ]
     if not ready and not kube.simulated:
-        pytest.skip("the real cluster has no Ready node to run pods")
+        missing("a Ready node on the real cluster", "pods cannot run without one")
     return ready
