@@ -31,6 +31,7 @@ from typing import Any
 
 from devbox_node_shim.api import nodeshim_pb2 as pb
 
+from app.controller import _backoff as backoff
 from app.controller import _children as children
 from app.controller import _metrics as metrics
 from app.controller import _nodes as nodes
@@ -141,8 +142,11 @@ class DevboxReconciler:
         self.commits = commits
         self.config = config
         self.events = EventRecorder(kube)
-        self._commit_failures: dict[Key, int] = {}
-        self._retry_at: dict[Key, float] = {}
+        # Re-attaching to a commit interrupted by a temporary error backs off in memory: a
+        # restarted controller should re-attach at once.  A *failed* stop commit's retry
+        # backs off by status alone (see _backoff).
+        self._reattach_failures: dict[Key, int] = {}
+        self._reattach_at: dict[Key, float] = {}
 
     # ------------------------------------------------------------------ entry point
 
@@ -151,8 +155,8 @@ class DevboxReconciler:
         namespace, name = key
         obj = self.caches.devboxes.get(namespace, name)
         if obj is None:
-            self._commit_failures.pop(key, None)
-            self._retry_at.pop(key, None)
+            self._reattach_failures.pop(key, None)
+            self._reattach_at.pop(key, None)
             return None
         devbox = Devbox.model_validate(obj)  # a copy: the cached dict is never touched
         if devbox.metadata.deletion_timestamp is not None:
@@ -263,8 +267,8 @@ class DevboxReconciler:
             return await self._stop(key, devbox, status, pod)
         if pod is not None and _unsaved(pod):
             return await self._start_over_unsaved(devbox, runtime, status, pod)
-        self._retry_at.pop(key, None)
-        self._commit_failures.pop(key, None)
+        self._reattach_at.pop(key, None)
+        self._reattach_failures.pop(key, None)
         status.conditions = [c for c in status.conditions if c.type != st.AUTO_STOPPED]
         requeue = await self._run(devbox, runtime, status, pod)
         return _sooner(requeue, self._snapshot(devbox, status, pod))
@@ -444,8 +448,8 @@ class DevboxReconciler:
         self, key: Key, devbox: Devbox, status: DevboxStatus, pod: JSON | None
     ) -> float | None:
         if pod is None:
-            self._commit_failures.pop(key, None)
-            self._retry_at.pop(key, None)
+            self._reattach_failures.pop(key, None)
+            self._reattach_at.pop(key, None)
             saved = st.last_succeeded(status)
             message = f"stopped; changes are saved in {saved.image}" if saved else "stopped"
             self._not_ready(devbox, status, DevboxPhase.STOPPED, "Stopped", message)
@@ -462,13 +466,16 @@ class DevboxReconciler:
                 devbox, status, DevboxPhase.STOPPING, "PodStopping", "no container ran; removing"
             )
             return None
-        retry_at = self._retry_at.get(key)
-        loop = asyncio.get_running_loop()
-        if retry_at is not None and loop.time() < retry_at:
-            status.phase = DevboxPhase.STOPPING
-            return retry_at - loop.time()
-        commit_id = f"c{st.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
         uid = str((pod.get("metadata") or {}).get("uid"))
+        wait = backoff.stop_retry_in(
+            status, uid, self.config.commit_retry_base, self.config.commit_retry_max, st.now()
+        )
+        if wait is not None:
+            # Failed stop commits back off by what status.commits says, so a restarted
+            # controller waits as long as the one that saw the failures would have.
+            status.phase = DevboxPhase.STOPPING
+            return wait
+        commit_id = f"c{st.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
         record = Commit(
             id=commit_id,
             mode=CommitMode.STOP,
@@ -513,7 +520,7 @@ class DevboxReconciler:
                     "commit could not be saved",
                     retry=False,
                 )
-            retry_at = self._retry_at.get(key)
+            retry_at = self._reattach_at.get(key)
             loop = asyncio.get_running_loop()
             if record.status == CommitStatus.COMMITTING and retry_at and loop.time() < retry_at:
                 # Interrupted by a temporary error: re-attach (same request id) after a backoff.
@@ -562,8 +569,8 @@ class DevboxReconciler:
         if record.mode == CommitMode.SNAPSHOT:
             snapshots.succeeded(devbox, status, record, outcome)
             return None
-        self._commit_failures.pop(key, None)
-        self._retry_at.pop(key, None)
+        self._reattach_failures.pop(key, None)
+        self._reattach_at.pop(key, None)
         record.status = CommitStatus.SUCCEEDED
         record.image = outcome.image or record.image
         record.digest = outcome.digest or None
@@ -598,13 +605,13 @@ class DevboxReconciler:
         record stays ``Committing`` and, after a backoff, the same request id re-attaches to
         it (a new request id would be a second commit of the same container)."""
         why = "the commit call was cancelled" if task.cancelled() else str(task.exception())
-        failures = self._commit_failures.get(key, 0) + 1
-        self._commit_failures[key] = failures
+        failures = self._reattach_failures.get(key, 0) + 1
+        self._reattach_failures[key] = failures
         delay: float = min(
             self.config.commit_retry_base * 2.0 ** (failures - 1), self.config.commit_retry_max
         )
         delay *= random.uniform(0.8, 1.0)
-        self._retry_at[key] = asyncio.get_running_loop().time() + delay
+        self._reattach_at[key] = asyncio.get_running_loop().time() + delay
         message = (
             f"lost the node-shim during commit {record.id} ({why}); re-attaching to it in "
             f"{delay:.0f}s"
@@ -630,13 +637,13 @@ class DevboxReconciler:
         record.status = CommitStatus.FAILED
         record.reason = reason[:32768]
         record.finished_at = st.now()
-        failures = self._commit_failures.get(key, 0) + 1
-        self._commit_failures[key] = failures
-        delay = min(
-            self.config.commit_retry_base * 2 ** (failures - 1), self.config.commit_retry_max
+        self._reattach_failures.pop(key, None)
+        self._reattach_at.pop(key, None)
+        uid = (record.request_id or "").partition(":")[0]
+        delay = backoff.stop_retry_in(
+            status, uid, self.config.commit_retry_base, self.config.commit_retry_max, st.now()
         )
-        delay *= random.uniform(0.8, 1.0)
-        self._retry_at[key] = asyncio.get_running_loop().time() + delay
+        delay = delay or 0.0
         message = f"commit {record.id} failed: {reason}"
         if retry and devbox.spec.state == DevboxState.STOPPED:
             message += f"; the pod is kept and the commit is retried in {delay:.0f}s"
@@ -809,8 +816,8 @@ class DevboxReconciler:
                     await self.kube.delete(kind, devbox.namespace, meta["name"], uid=meta["uid"])
         if remaining:
             return 1.0  # the children's delete events bring us back sooner
-        self._commit_failures.pop(key, None)
-        self._retry_at.pop(key, None)
+        self._reattach_failures.pop(key, None)
+        self._reattach_at.pop(key, None)
         await self._delete_images(devbox, status)
         current = stored or obj
         rv = str(current["metadata"]["resourceVersion"])
@@ -954,10 +961,8 @@ class DevboxReconciler:
     def _current_image(
         self, devbox: Devbox, runtime: Runtime | None, status: DevboxStatus
     ) -> str | None:
-        saved = st.last_succeeded(status)  # a restore is a record too: the newest one wins
-        if saved is not None:
-            return saved.image
-        return runtime.spec.image if runtime is not None else status.image
+        # A restore is a record too: the newest one wins.  Releases use the same function.
+        return st.current_image(status, runtime.spec.image if runtime is not None else status.image)
 
     def _not_ready(
         self, devbox: Devbox, status: DevboxStatus, phase: DevboxPhase, reason: str, message: str

@@ -1,16 +1,20 @@
 """Reconcile of a DevboxRelease: re-tag the devbox's current image as the release version.
 
 The copy is a manifest GET + PUT in the same repository (no blob moves).  A release is done
-once ``Succeeded`` or ``Failed``; an existing tag is never overwritten: if it already holds
-the same manifest (an earlier run crashed after the PUT) the release succeeds, otherwise it
-fails with the reason.
+once ``Succeeded`` or ``Failed`` and is never re-done (a later commit of the devbox does not
+move a released tag).  The image released is the one the devbox's pod runs
+(:func:`app.controller._status.current_image`; after a restore, the restored one).  An existing
+tag is never overwritten: if it already holds the same manifest and no other release claims the
+version (an earlier run of this release crashed after the PUT) the release succeeds; otherwise
+it fails with ``version exists: ...``.
 """
 
 from __future__ import annotations
 
 import logging
 
-from app.controller._status import last_succeeded
+from app.controller._release_claims import claimed_by, tag_of
+from app.controller._status import current_image
 from app.kubeclient import JSON, Devboxes, Informer, Kube, merge_patch
 from app.registry_client import ImageRef, RegistryClient, RegistryError
 from app.resources import Devbox, DevboxRelease, DevboxReleaseStatus, ReleasePhase
@@ -18,11 +22,6 @@ from app.resources import Devbox, DevboxRelease, DevboxReleaseStatus, ReleasePha
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
-
-
-def release_tag(version: str) -> str:
-    """The image tag of a release version (tags cannot hold ``+``)."""
-    return version.replace("+", "_")
 
 
 class ReleaseReconciler:
@@ -51,14 +50,24 @@ class ReleaseReconciler:
         devbox_obj = self.devboxes.get(release.namespace, release.spec.devbox)
         if devbox_obj is None:
             return await self._done(obj, status, f"devbox {release.spec.devbox} does not exist")
-        saved = last_succeeded(Devbox.model_validate(devbox_obj).status)
-        if saved is None:
+        # The image the devbox's pod runs (after a restore: the restored one); never the
+        # runtime's image, which lives in another registry.
+        current = current_image(Devbox.model_validate(devbox_obj).status, None)
+        if current is None:
             status.phase = ReleasePhase.PENDING
             status.reason = "the devbox has no commit yet; stop it once and the release proceeds"
             await self._write(obj, status)
             return None  # the devbox's next change queues this release again
-        source = ImageRef.parse(saved.image)
-        target = source.with_tag(release_tag(release.spec.version))
+        source = ImageRef.parse(current)
+        target = source.with_tag(tag_of(release.spec.version))
+        owner = claimed_by(release, self.releases.objects(release.namespace))
+        if owner is not None:
+            return await self._done(
+                obj,
+                status,
+                f"version exists: {release.spec.version} was already released as {target} by "
+                f"DevboxRelease {owner}; releases are immutable, choose another version",
+            )
         try:
             manifest = await self.registry.get_manifest(source)
             if manifest is None:
@@ -68,8 +77,9 @@ class ReleaseReconciler:
                 return await self._done(
                     obj,
                     status,
-                    f"version {release.spec.version} already exists as {target} "
-                    f"({existing.digest}); releases are immutable, choose another version",
+                    f"version exists: {release.spec.version} is already in the registry as "
+                    f"{target} ({existing.digest}); releases are immutable, choose another "
+                    "version",
                 )
             digest = (
                 existing.digest if existing else await self.registry.put_manifest(target, manifest)

@@ -75,6 +75,13 @@ def last_succeeded(status: DevboxStatus) -> Commit | None:
     return next((c for c in reversed(status.commits) if c.status == CommitStatus.SUCCEEDED), None)
 
 
+def current_image(status: DevboxStatus, fallback: str | None) -> str | None:
+    """The image the devbox's pod runs: the newest successful record (a ``Restore`` record
+    is one, so after a restore it is the restored image), else ``fallback``."""
+    saved = last_succeeded(status)
+    return saved.image if saved is not None else fallback
+
+
 def dump(status: DevboxStatus) -> dict[str, Any]:
     """The status as the API stores it."""
     return status.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -36,8 +36,10 @@ class Harness:
     def api(self) -> Devboxes:
         return Devboxes(self.sim.kube)
 
-    async def start_controller(self) -> Controller:
-        controller = Controller(self.sim.api, self.settings, workers=4, commit_retry_base=0.2)
+    async def start_controller(self, commit_retry_base: float = 0.2) -> Controller:
+        controller = Controller(
+            self.sim.api, self.settings, workers=4, commit_retry_base=commit_retry_base
+        )
         self.controller = controller
         self.task = asyncio.create_task(controller.run())
         await asyncio.wait_for(controller.ready.wait(), 10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -76,7 +77,7 @@ async def test_an_existing_version_is_never_overwritten(h: Harness) -> None:
     h.registry.push(f"{h.registry.host}/{NS}/box:v2", config="someone else's")
     await release(h, "v2", "v2")
     status = await release_status(h, "v2", "Failed")
-    assert "already exists" in status["reason"]
+    assert "version exists" in status["reason"]
 
 
 async def test_deleting_a_devbox_deletes_its_commit_images_but_not_released_ones(
@@ -101,3 +102,70 @@ async def test_deleting_a_devbox_deletes_its_commit_images_but_not_released_ones
     await until_async(gone, 10, "devbox deleted")
     assert second["digest"] not in h.registry.manifests
     assert first["digest"] in h.registry.manifests  # released: kept
+
+
+async def touch(h: Harness, name: str) -> None:
+    """A change that queues the release again (a re-reconcile), then a controller restart."""
+    await h.sim.kube.patch(RELEASES, NS, name, {"metadata": {"annotations": {"poke": "1"}}})
+    await h.stop_controller()
+    await h.start_controller()
+    await h.sim.kube.patch(RELEASES, NS, name, {"metadata": {"annotations": {"poke": "2"}}})
+    await asyncio.sleep(0.5)
+
+
+async def test_a_release_after_a_restore_retags_the_restored_image(h: Harness) -> None:
+    first = await stopped_once(h)
+    await h.set_state("Running")
+    await h.wait_phase("Running")
+    await h.set_state("Stopped")
+    second = (await h.wait_phase("Stopped"))["status"]["commits"][-1]
+    assert second["digest"] != first["digest"]
+    await h.sim.kube.patch(DEVBOXES, NS, "box", {"spec": {"restoreCommit": first["id"]}})
+
+    async def restored() -> bool:
+        records = (await h.devbox())["status"]["commits"]
+        return records[-1]["mode"] == "Restore"
+
+    await until_async(restored, 10, "restore applied")
+    await release(h, "v1", "v1")
+    status = await release_status(h, "v1", "Succeeded")
+    assert status["digest"] == first["digest"]  # what the pod would run, not the newest commit
+    assert h.registry.tags[(f"{NS}/box", "v1")] == first["digest"]
+
+
+async def test_a_second_release_of_a_released_version_is_refused_and_stays_refused(
+    h: Harness,
+) -> None:
+    commit = await stopped_once(h)
+    await release(h, "v1", "v1")
+    await release_status(h, "v1", "Succeeded")
+    await release(h, "v1-again", "v1")
+    status = await release_status(h, "v1-again", "Failed")
+    assert "version exists" in status["reason"]
+    assert "v1" in status["reason"]
+    await touch(h, "v1-again")
+    assert (await h.sim.kube.get(RELEASES, NS, "v1-again"))["status"] == status
+    assert h.registry.tags[(f"{NS}/box", "v1")] == commit["digest"]
+
+
+async def test_an_existing_version_stays_refused_on_re_reconcile(h: Harness) -> None:
+    await stopped_once(h)
+    theirs = h.registry.push(f"{h.registry.host}/{NS}/box:v2", config="someone else's")
+    await release(h, "v2", "v2")
+    status = await release_status(h, "v2", "Failed")
+    await touch(h, "v2")
+    assert (await h.sim.kube.get(RELEASES, NS, "v2"))["status"] == status
+    assert h.registry.tags[(f"{NS}/box", "v2")] == theirs
+
+
+async def test_a_succeeded_release_is_never_redone(h: Harness) -> None:
+    first = await stopped_once(h)
+    await release(h, "v1", "v1")
+    status = await release_status(h, "v1", "Succeeded")
+    await h.set_state("Running")
+    await h.wait_phase("Running")
+    await h.set_state("Stopped")
+    await h.wait_phase("Stopped")
+    await touch(h, "v1")
+    assert (await h.sim.kube.get(RELEASES, NS, "v1"))["status"] == status
+    assert h.registry.tags[(f"{NS}/box", "v1")] == first["digest"]
