@@ -571,14 +571,7 @@ class DevboxReconciler:
             return None
         self._reattach_failures.pop(key, None)
         self._reattach_at.pop(key, None)
-        record.status = CommitStatus.SUCCEEDED
-        record.image = outcome.image or record.image
-        record.digest = outcome.digest or None
-        record.size_bytes = outcome.size_bytes
-        record.layers = outcome.layers
-        record.finished_at = st.now()
-        record.reason = None
-        status.image = record.image
+        st.record_success(status, record, outcome)
         st.set_condition(
             status,
             st.COMMITTED,

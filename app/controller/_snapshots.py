@@ -72,14 +72,7 @@ def new_record(devbox: Devbox, pod_uid: str, registry: str) -> Commit:
 
 def succeeded(devbox: Devbox, status: DevboxStatus, record: Commit, outcome: CommitOutcome) -> None:
     """Record a successful snapshot; its image becomes current."""
-    record.status = CommitStatus.SUCCEEDED
-    record.image = outcome.image or record.image
-    record.digest = outcome.digest or None
-    record.size_bytes = outcome.size_bytes
-    record.layers = outcome.layers
-    record.finished_at = st.now()
-    record.reason = None
-    status.image = record.image
+    st.record_success(status, record, outcome)
     st.set_condition(
         status,
         st.COMMITTED,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.resources import Commit, CommitStatus, Condition, ConditionStatus, DevboxStatus
+
+if TYPE_CHECKING:
+    from app.nodeshim_client import CommitOutcome
 
 READY = "Ready"
 """Condition: the devbox runs and accepts SSH; its reason says why not."""
@@ -85,3 +88,15 @@ def current_image(status: DevboxStatus, fallback: str | None) -> str | None:
 def dump(status: DevboxStatus) -> dict[str, Any]:
     """The status as the API stores it."""
     return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def record_success(status: DevboxStatus, record: Commit, outcome: CommitOutcome) -> None:
+    """Mark a commit record Succeeded with the node-shim's result; its image becomes current."""
+    record.status = CommitStatus.SUCCEEDED
+    record.image = outcome.image or record.image
+    record.digest = outcome.digest or None
+    record.size_bytes = outcome.size_bytes
+    record.layers = outcome.layers
+    record.finished_at = now()
+    record.reason = None
+    status.image = record.image
