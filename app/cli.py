@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from app import __version__
@@ -59,7 +60,14 @@ def serve(
         }.items()
         if value is not None
     }
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            console.print(f"[red]error:[/red] setting {where}: {error['msg']}")
+        console.print("Settings come from DEVBOX_* variables, DEVBOX_CONFIG and the options.")
+        raise typer.Exit(2) from None
     configure(settings.log_level, settings.log_format)
     from app.db.errors import DatabaseError
     from app.kube import KubeConfigError

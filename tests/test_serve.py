@@ -217,3 +217,18 @@ def test_serve_uses_a_real_cluster_and_postgresql_when_told(tmp_path: Path, pg_u
         assert {"users", "api_tokens", "audit_events", "alembic_version"} <= asyncio.run(tables())
     finally:
         cluster.stop_thread()
+
+
+def test_serve_reports_a_bad_setting_without_a_traceback(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVBOX_")}
+    env["DEVBOX_PORT"] = "not-a-port"
+    result = subprocess.run(
+        [DEVBOXCTL, "serve", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "setting port" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

@@ -38,7 +38,7 @@ async def widgets(api: client.ApiClient) -> AsyncIterator[Widgets]:
 
 @pytest.fixture
 async def ready_nodes(kube: KubeTarget, core: client.CoreV1Api) -> list[client.V1Node]:
-    """The Ready nodes; on a real cluster without one, pods cannot run: skip."""
+    """The Ready nodes; on a real cluster without one, pods cannot run (skip, or fail in CI)."""
     nodes = (await core.list_node()).items
     ready = [
         node

@@ -1,7 +1,8 @@
 """Nodes and what they do to pods; Services get cluster IPs and NodePorts.
 
 Pod tests need a node that runs them: always true for the simulated cluster, and on a real
-cluster only when a node is Ready (``ready_nodes`` skips otherwise) and can pull the pause image.
+cluster only when a node is Ready (``ready_nodes`` skips otherwise, and fails under
+``CI=true``) and can pull the pause image.
 """
 
 from __future__ import annotations
