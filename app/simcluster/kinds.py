@@ -164,6 +164,19 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def _unique_name(name: Any, path: str, seen: set[str], rule: NameRule) -> list[Cause]:
+    """Causes for a list item's name: required, valid by ``rule``, not used twice."""
+    if not name:
+        return [_required(path)]
+    if not isinstance(name, str):
+        return []
+    causes = [_invalid(path, name, message) for message in rule(name)]
+    if name in seen:
+        causes.append(Cause("FieldValueDuplicate", f'Duplicate value: "{name}"', path))
+    seen.add(name)
+    return causes
+
+
 def _immutable(path: str, value: Any) -> Cause:
     return _invalid(path, value, "field is immutable")
 
@@ -267,17 +280,11 @@ class PodStrategy(Strategy):
             if not isinstance(container, dict):
                 causes.append(_invalid(path, container, "must be an object"))
                 continue
-            name = container.get("name")
-            if not name:
-                causes.append(_required(f"{path}.name"))
-            elif isinstance(name, str):
-                for message in names.dns1123_label_errors(name):
-                    causes.append(_invalid(f"{path}.name", name, message))
-                if name in seen:
-                    causes.append(
-                        Cause("FieldValueDuplicate", f'Duplicate value: "{name}"', f"{path}.name")
-                    )
-                seen.add(name)
+            causes.extend(
+                _unique_name(
+                    container.get("name"), f"{path}.name", seen, names.dns1123_label_errors
+                )
+            )
             if not container.get("image"):
                 causes.append(_required(f"{path}.image"))
         policy = spec.get("restartPolicy")
@@ -775,21 +782,14 @@ class CRDStrategy(Strategy):
         for i, version in enumerate(versions):
             if not isinstance(version, dict):
                 continue
-            name = version.get("name")
-            if not name:
-                causes.append(_required(f"spec.versions[{i}].name"))
-            elif isinstance(name, str):
-                for message in names.dns1035_label_errors(name):
-                    causes.append(_invalid(f"spec.versions[{i}].name", name, message))
-                if name in seen_versions:
-                    causes.append(
-                        Cause(
-                            "FieldValueDuplicate",
-                            f'Duplicate value: "{name}"',
-                            f"spec.versions[{i}].name",
-                        )
-                    )
-                seen_versions.add(name)
+            causes.extend(
+                _unique_name(
+                    version.get("name"),
+                    f"spec.versions[{i}].name",
+                    seen_versions,
+                    names.dns1035_label_errors,
+                )
+            )
             for j, column in enumerate(version.get("additionalPrinterColumns") or []):
                 where = f"spec.versions[{i}].additionalPrinterColumns[{j}]"
                 for key in ("name", "type", "jsonPath"):

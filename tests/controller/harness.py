@@ -86,6 +86,18 @@ class Harness:
     async def devbox(self, name: str = "box") -> JSON:
         return await self.sim.kube.get(DEVBOXES, NS, name)
 
+    async def wait_gone(self, what: str, name: str = "box", within: float = 10.0) -> None:
+        """Wait until the devbox no longer exists (its finalizer is done)."""
+
+        async def gone() -> bool:
+            try:
+                await self.devbox(name)
+            except NotFound:
+                return True
+            return False
+
+        await until_async(gone, within, what)
+
     async def set_state(self, state: str, name: str = "box") -> None:
         await self.sim.kube.patch(DEVBOXES, NS, name, {"spec": {"state": state}})
 

@@ -196,14 +196,7 @@ async def test_delete_removes_children_then_the_devbox(h: Harness) -> None:
     await h.wait_phase("Running")
     await h.sim.kube.delete(DEVBOXES, NS, "box")
 
-    async def gone() -> bool:
-        try:
-            await h.devbox()
-        except NotFound:
-            return True
-        return False
-
-    await until_async(gone, 10, "devbox deleted")
+    await h.wait_gone("devbox deleted")
     assert await h.pod() is None
     for kind, name in ((SERVICES, "box-ssh"), (SERVICES, "box"), (SECRETS, "box-ssh")):
         with pytest.raises(NotFound):
@@ -221,14 +214,7 @@ async def test_delete_waits_for_a_commit_in_flight_then_finishes(h: Harness) -> 
     assert commits(devbox)[-1]["status"] == "Committing"
     h.shim.release()
 
-    async def gone() -> bool:
-        try:
-            await h.devbox()
-        except NotFound:
-            return True
-        return False
-
-    await until_async(gone, 10, "devbox deleted after the commit")
+    await h.wait_gone("devbox deleted after the commit")
     assert len(h.shim.calls.started) == 1
 
 
@@ -319,14 +305,7 @@ async def test_deleting_without_saving_abandons_the_commit_in_flight(h: Harness)
     )
     await h.sim.kube.delete(DEVBOXES, NS, "box")
 
-    async def gone() -> bool:
-        try:
-            await h.devbox()
-        except NotFound:
-            return True
-        return False
-
-    await until_async(gone, 10, "devbox deleted without waiting for the commit")
+    await h.wait_gone("devbox deleted without waiting for the commit")
     assert await h.pod() is None
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.kubeclient import DEVBOXES, RELEASES, NotFound
+from app.kubeclient import DEVBOXES, RELEASES
 from tests.controller.harness import NS, Harness, harness
 from tests.fixtures.simcluster import Sim
 from tests.fixtures.waiting import until_async
@@ -92,14 +92,7 @@ async def test_deleting_a_devbox_deletes_its_commit_images_but_not_released_ones
     second = (await h.wait_phase("Stopped"))["status"]["commits"][-1]
     await h.sim.kube.delete(DEVBOXES, NS, "box")
 
-    async def gone() -> bool:
-        try:
-            await h.devbox()
-        except NotFound:
-            return True
-        return False
-
-    await until_async(gone, 10, "devbox deleted")
+    await h.wait_gone("devbox deleted")
     assert second["digest"] not in h.registry.manifests
     assert first["digest"] in h.registry.manifests  # released: kept
 
