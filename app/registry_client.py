@@ -11,6 +11,7 @@ delete a devbox's tags.  Pushing commits is the node-shim's job.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import httpx
@@ -67,12 +68,33 @@ class ImageRef:
 
 
 @dataclass(frozen=True)
+class ManifestSummary:
+    """What an image manifest says about its size: layer count and bytes (config + layers)."""
+
+    layers: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A manifest as stored: its bytes, media type and digest."""
 
     body: bytes
     media_type: str
     digest: str
+
+    def summary(self) -> ManifestSummary:
+        """Layer count and total size of an image manifest (zeros for an index or junk)."""
+        try:
+            doc = json.loads(self.body)
+        except ValueError:
+            return ManifestSummary(0, 0)
+        if not isinstance(doc, dict):
+            return ManifestSummary(0, 0)
+        layers = [x for x in doc.get("layers") or [] if isinstance(x, dict)]
+        config = doc.get("config")
+        sizes = [x.get("size") for x in [config if isinstance(config, dict) else {}, *layers]]
+        return ManifestSummary(len(layers), sum(n for n in sizes if isinstance(n, int)))
 
 
 class RegistryClient:

@@ -24,6 +24,7 @@ from app.kubeclient import (
     JSON,
 )
 from app.nodeshim_client import CommitOutcome, NodeShimError
+from app.registry_client import ImageRef, RegistryError, RegistryUnavailable
 from app.resources import (
     Commit,
     CommitMode,
@@ -108,15 +109,7 @@ class StoppingReconciler(RunningReconciler):
             container = pods.container_id(pod) if pod is not None else None
             pod_uid = str((pod or {}).get("metadata", {}).get("uid"))
             if pod is None or container is None or not request_id.startswith(pod_uid + ":"):
-                return self._commit_failed(
-                    key,
-                    devbox,
-                    status,
-                    record,
-                    "the pod was gone before its commit finished; changes since the last "
-                    "commit could not be saved",
-                    retry=False,
-                )
+                return await self._commit_without_pod(key, devbox, status, record)
             retry_at = self._reattach_at.get(key)
             loop = asyncio.get_running_loop()
             if record.status == CommitStatus.COMMITTING and retry_at and loop.time() < retry_at:
@@ -154,6 +147,49 @@ class StoppingReconciler(RunningReconciler):
             generation,
         )
         return None  # the tracker queues the devbox when the call ends
+
+    async def _commit_without_pod(
+        self, key: Key, devbox: Devbox, status: DevboxStatus, record: Commit
+    ) -> float | None:
+        """The record's pod is gone and no call of ours is running.  A commit that was called
+        (``Committing``) may still have finished — the node-shim pushes the manifest last, so
+        the target tag in the registry means it did (e.g. the controller restarted after the
+        push and someone deleted the pod meanwhile): record that success.  Otherwise the
+        changes since the last commit are lost with the pod, and the record says so."""
+        if record.status == CommitStatus.COMMITTING and self.registry is not None:
+            try:
+                manifest = await self.registry.get_manifest(ImageRef.parse(record.image))
+            except RegistryUnavailable as exc:
+                delay = self.config.commit_retry_base * random.uniform(1.0, 2.0)
+                message = (
+                    f"the pod of commit {record.id} is gone; cannot ask the registry whether the "
+                    f"commit was pushed ({exc.message}); asking again in {delay:.0f}s"
+                )
+                if record.mode == CommitMode.STOP:
+                    self._not_ready(devbox, status, DevboxPhase.STOPPING, "CommitUnknown", message)
+                return delay
+            except (RegistryError, ValueError) as exc:
+                log.warning("%s/%s: reading %s: %s", *key, record.image, exc)
+                manifest = None
+            if manifest is not None:
+                summary = manifest.summary()
+                outcome = CommitOutcome(
+                    image=record.image,
+                    digest=manifest.digest,
+                    size_bytes=summary.size_bytes,
+                    layers=summary.layers,
+                )
+                log.info("%s/%s: commit %s found in the registry", *key, record.id)
+                return self._commit_succeeded(key, devbox, status, record, outcome)
+        return self._commit_failed(
+            key,
+            devbox,
+            status,
+            record,
+            "the pod was gone before its commit finished; changes since the last "
+            "commit could not be saved",
+            retry=False,
+        )
 
     def _commit_succeeded(
         self,
