@@ -25,6 +25,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from app.quantity import QuantityError, parse_quantity
 from app.resources import API_VERSION, Devbox, NetworkMode, Runtime
 
 JSON = dict[str, Any]
@@ -226,6 +227,41 @@ def pod(devbox: Devbox, runtime: Runtime, image: str) -> JSON:
             ],
         },
     }
+
+
+POD_SETTINGS = {
+    "env": "env",
+    "resources": "resources",
+    "command": "command",
+    "workingDir": "working directory",
+}
+"""Container fields a running pod cannot change; ports are not here (Services apply them)."""
+
+
+def pod_drift(existing: JSON, desired: JSON) -> list[str]:
+    """What of ``desired``'s container settings the ``existing`` pod does not have (names a
+    person reads: ``env``, ``resources``…); empty when the pod matches."""
+
+    def container(pod: JSON) -> JSON:
+        for item in (pod.get("spec") or {}).get("containers") or []:
+            if item.get("name") == CONTAINER:
+                return dict(item)
+        return {}
+
+    def resources(value: Any) -> Any:
+        # The API server may store a quantity in another spelling ("0.5" as "500m").
+        try:
+            return {
+                part: {name: parse_quantity(q) for name, q in (value.get(part) or {}).items()}
+                for part in ("limits", "requests")
+            }
+        except (AttributeError, QuantityError):
+            return value
+
+    have, want = container(existing), container(desired)
+    have["resources"] = resources(have.get("resources") or {})
+    want["resources"] = resources(want.get("resources") or {})
+    return [label for field, label in POD_SETTINGS.items() if have.get(field) != want.get(field)]
 
 
 # ---------------------------------------------------------------------- services, ingress

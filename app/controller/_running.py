@@ -66,6 +66,8 @@ class RunningReconciler(ReconcilerBase):
         if failure is not None:
             self._not_ready(devbox, status, DevboxPhase.FAILED, *failure)
             return None
+        if runtime is not None:
+            self._spec_applied(devbox, runtime, status, pod)
         if pods.pod_ready(pod):
             status.phase = DevboxPhase.RUNNING
             st.set_condition(
@@ -81,6 +83,34 @@ class RunningReconciler(ReconcilerBase):
             devbox, status, DevboxPhase.STARTING, "ContainersNotReady", "waiting for SSH to answer"
         )
         return None
+
+    def _spec_applied(
+        self, devbox: Devbox, runtime: Runtime, status: DevboxStatus, pod: JSON
+    ) -> None:
+        """Say whether the pod runs with the spec's settings.  A pod's env and resources cannot
+        change in place; the new ones apply at the next start (a restart commits first, so
+        nothing is lost) — the condition says so instead of silently ignoring the change."""
+        desired = children.pod(devbox, runtime, pods.pod_image(pod))
+        drift = children.pod_drift(pod, desired)
+        if drift:
+            st.set_condition(
+                status,
+                st.SPEC_APPLIED,
+                ConditionStatus.FALSE,
+                "RestartRequired",
+                f"{', '.join(drift)} changed since the devbox started; the change applies at "
+                "the next start: restart the devbox to apply it now (its files are saved first)",
+                devbox.metadata.generation,
+            )
+        else:
+            st.set_condition(
+                status,
+                st.SPEC_APPLIED,
+                ConditionStatus.TRUE,
+                "Applied",
+                "the devbox runs with its spec's settings",
+                devbox.metadata.generation,
+            )
 
     def _snapshot(self, devbox: Devbox, status: DevboxStatus, pod: JSON | None) -> float | None:
         """Start a snapshot if one is due (its record; the status write brings the devbox

@@ -18,6 +18,9 @@ COMMITTED = "Committed"
 """Condition: the outcome of the last commit (a failed commit says why)."""
 RESTORED = "Restored"
 """Condition: whether ``spec.restoreCommit`` was applied (a restore not applied says why)."""
+SPEC_APPLIED = "SpecApplied"
+"""Condition: whether the running pod has the spec's env, resources and runtime settings
+(changed ones apply at the next start: ``RestartRequired`` says which)."""
 
 
 def now() -> datetime:

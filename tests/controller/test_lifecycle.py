@@ -511,3 +511,48 @@ async def test_a_stopping_devbox_whose_saved_pod_is_terminating_causes_no_writes
     assert (await h.devbox())["status"]["phase"] == "Stopping"
     await h.sim.kube.patch(PODS, NS, "box", {"metadata": {"finalizers": None}})
     await h.wait_phase("Stopped")
+
+
+async def test_env_or_resources_changed_while_running_ask_for_a_restart(h: Harness) -> None:
+    await h.create_devbox()
+    await h.wait_phase("Running")
+    assert condition(await h.devbox(), "SpecApplied")["status"] == "True"
+    await h.sim.kube.patch(
+        DEVBOXES, NS, "box", {"spec": {"env": [{"name": "EDITOR", "value": "vim"}]}}
+    )
+
+    async def flagged() -> dict[str, str] | None:
+        cond = condition(await h.devbox(), "SpecApplied")
+        return cond if cond["status"] == "False" else None
+
+    cond = await until_async(flagged, 10, "SpecApplied False")
+    assert cond["reason"] == "RestartRequired"
+    assert "env" in cond["message"]
+    assert "restart" in cond["message"]
+    assert (await h.devbox())["status"]["phase"] == "Running"  # the pod was not killed
+
+    await h.sim.kube.patch(
+        DEVBOXES,
+        NS,
+        "box",
+        {"metadata": {"annotations": {"devbox.dev/restart-requested-at": now_rfc3339()}}},
+    )
+
+    async def applied() -> bool:
+        obj = await h.devbox()
+        return (
+            obj["status"].get("phase") == "Running"
+            and condition(obj, "SpecApplied")["status"] == "True"
+        )
+
+    await until_async(applied, 20, "restarted with the new env")
+    pod = await h.pod()
+    assert pod is not None
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env["EDITOR"] == "vim"
+
+
+def now_rfc3339() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
