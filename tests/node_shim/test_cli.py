@@ -1,5 +1,6 @@
-"""The node-shim distribution installs its console script."""
+"""The node-shim distribution installs its console script, which refuses bad settings clearly."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,11 @@ def _script() -> str:
     return found
 
 
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVBOX_NODE_SHIM_")}
+    return {**env, **extra}
+
+
 def test_console_script_prints_its_version() -> None:
     result = subprocess.run([_script(), "--version"], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == f"devbox-node-shim {__version__}"
@@ -22,4 +28,27 @@ def test_console_script_prints_its_version() -> None:
 def test_unknown_command_is_refused_with_usage() -> None:
     result = subprocess.run([_script(), "frobnicate"], capture_output=True, text=True)
     assert result.returncode == 2
-    assert "invalid choice" in result.stderr
+    assert "No such command" in result.stderr
+
+
+def test_serve_without_a_token_says_which_setting_is_missing() -> None:
+    result = subprocess.run(
+        [_script(), "serve"], capture_output=True, text=True, env=_env(), timeout=60
+    )
+    assert result.returncode == 2
+    assert "DEVBOX_NODE_SHIM_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_with_an_unreadable_token_file_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-token"
+    result = subprocess.run(
+        [_script(), "serve"],
+        capture_output=True,
+        text=True,
+        env=_env(DEVBOX_NODE_SHIM_TOKEN_FILE=str(missing)),
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert str(missing) in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,755 @@
+"""The commit pipeline: a container's changes → a new layer → a new image → the registry.
+
+A commit is a sequence of named steps; a failure names its step, and whatever a step acquired
+is released in ``finally`` — above all, a paused task is always resumed, and as soon as the
+diff is captured (the user's container is never frozen while we compress or upload)::
+
+    inspect   Containers.Get, Snapshots.Stat, the parent image's manifest and config
+    lease     Leases.Create (gc.expire): GC cannot collect what the commit writes
+    stop      (mode STOP) SIGTERM, wait stop_timeout, SIGKILL; the exited container is committed
+    pause     (mode SNAPSHOT) Tasks.Pause; a task that is not running is committed as it is
+    diff      overlayfs: the upper directory as an OCI layer tar (cost ∝ the change);
+              other snapshotters: containerd's Diff service against a view of the parent
+    resume    Tasks.Resume (in ``finally``; retried while containerd restarts)
+    compress  the layer tar → zstd (or gzip) blob in the content store, with diff_id and digest;
+              the devbox's own layers are squashed into one when the image would exceed
+              max_layers
+    write     config (diff_ids, history) and manifest (OCI media types, GC labels); they and
+              the new layer go into the content store while the push runs
+    push      blobs the registry lacks (HEAD / cross-repository mount), then the manifest
+    image     Images.Create, or Update when the name exists (once its content is stored)
+
+Bounded layers: the manifest annotation :data:`image.ANNOTATION_RUNTIME_LAYERS` records how many of
+an image's layers belong to the runtime image; the layers above are the devbox's own.  When
+runtime + own + 1 would exceed ``max_layers``, the own layers and the new one are squashed into
+one layer holding the devbox's current state (:mod:`squash`, on the layer tars: cost ∝ the
+devbox's own data) — a file rewritten on every commit (a log) is then stored once, at its latest
+size, instead of once per commit.  When the own layers' blobs are no longer in the content store,
+the same layer is re-based from snapshots instead: the parent snapshot with the new layer
+applied, diffed by containerd against the runtime image's snapshot (no pause either way).
+
+Errors::
+
+    CommitError                 a commit step failed; ``step`` names it, ``temporary`` says
+     │                          whether the same request can succeed later
+     ├── ContainerNotFound      the container (or its snapshot or image) does not exist
+     ├── ContainerdUnavailable  containerd could not be reached (``temporary``)
+     ├── OutOfSpace             a disk (content store or work directory) is full
+     ├── RegistryRefused        the registry refused the credentials or the push
+     └── RegistryUnavailable    the registry could not be reached or failed (``temporary``)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import enum
+import errno
+import json
+import logging
+import shutil
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from devbox_node_shim import containerd as ctrd
+from devbox_node_shim import image
+from devbox_node_shim.compress import CompressedLayer, CompressError, LayerCompressor
+from devbox_node_shim.containerd import ContainerdClient, Descriptor
+from devbox_node_shim.overlay_diff import LayerError, write_layer
+from devbox_node_shim.spool import Spool, SpoolAborted
+from devbox_node_shim.squash import SquashError, squash_layers
+
+log = logging.getLogger(__name__)
+
+LABEL_COMMITTED_BY = "dev.devbox.committed-by"
+LABEL_LEASE = "dev.devbox.node-shim.commit"
+"""Label of the leases commits take (value: the container id); found again after a crash."""
+LEASE_EXPIRY = datetime.timedelta(hours=2)
+RESUME_ATTEMPTS = 30
+STOP_KILL_WAIT = 60.0
+"""Seconds to wait for a task to exit after SIGKILL."""
+CHUNK = 1 << 20
+
+
+class CommitError(Exception):
+    """A commit step failed."""
+
+    def __init__(self, step: str, message: str, *, temporary: bool = False) -> None:
+        super().__init__(f"{step}: {message}")
+        self.step = step
+        self.message = message
+        self.temporary = temporary
+
+
+class ContainerNotFound(CommitError):
+    """The container, its snapshot or its image does not exist."""
+
+
+class ContainerdUnavailable(CommitError):
+    """containerd could not be reached."""
+
+
+class OutOfSpace(CommitError):
+    """A disk filled up (containerd's content store or the node-shim's work directory)."""
+
+
+class RegistryRefused(CommitError):
+    """The registry refused the credentials or the push (not worth retrying as is)."""
+
+
+class RegistryUnavailable(CommitError):
+    """The registry could not be reached or failed; a retry may succeed."""
+
+
+class Mode(enum.Enum):
+    """How the container is treated while its changes are captured."""
+
+    STOP = "stop"
+    SNAPSHOT = "snapshot"
+
+
+class Compression(enum.Enum):
+    """Layer compression: zstd (fast, multi-threaded) or gzip (for old runtimes)."""
+
+    ZSTD = "zstd"
+    GZIP = "gzip"
+
+    @property
+    def kind(self) -> Literal["zstd", "gzip"]:
+        return "zstd" if self is Compression.ZSTD else "gzip"
+
+
+@dataclass(frozen=True)
+class CommitSpec:
+    """What to commit, and how."""
+
+    container_id: str
+    target_image: str
+    mode: Mode = Mode.SNAPSHOT
+    stop_timeout: float = 10.0
+    max_layers: int = 0
+    """Upper bound on the image's layer count (0: no bound)."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    compression: Compression = Compression.ZSTD
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a commit is: the step running and, where it moves bytes, how many."""
+
+    step: str
+    bytes_done: int = 0
+    bytes_total: int = 0
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What a commit produced."""
+
+    image: str
+    manifest_digest: str
+    layers: tuple[Descriptor, ...]
+    total_size: int
+    step_seconds: Mapping[str, float]
+
+    @property
+    def layer_count(self) -> int:
+        return len(self.layers)
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class Pusher(Protocol):
+    """Pushes an image from the content store to its registry (see :mod:`registry`)."""
+
+    async def push_image(
+        self,
+        reference: str,
+        manifest: Descriptor,
+        manifest_bytes: bytes,
+        blobs: list[Descriptor],
+        open_blob: Callable[[Descriptor], AsyncIterator[bytes]],
+        progress: Callable[[int, int], None],
+        sources: Iterable[str] = (),
+    ) -> None:
+        """Push ``blobs`` then the manifest to ``reference``; ``sources``: images the blobs
+        may already be in (candidates for a cross-repository mount)."""
+
+
+@dataclass
+class _Layer:
+    """A compressed layer blob: in the content store, or (``path``) in the work directory
+    until the ``write`` step puts it there."""
+
+    descriptor: Descriptor
+    diff_id: str
+    path: Path | None = None
+
+
+class Committer:
+    """Runs commits against one containerd (and one registry pusher)."""
+
+    def __init__(
+        self,
+        containerd: ContainerdClient,
+        *,
+        workdir: Path,
+        pusher: Pusher | None = None,
+        fast_path: bool = True,
+        overlap_compression: bool = False,
+    ) -> None:
+        self.containerd = containerd
+        self.workdir = workdir
+        self.pusher = pusher
+        self.fast_path = fast_path
+        self.overlap_compression = overlap_compression
+        """Compress while the diff is still being spooled (shorter commit, but on few cores
+        a longer pause); else compression starts once the task is resumed."""
+        self.step_hook: Callable[[str], Awaitable[None]] | None = None
+        """Awaited as each step starts, with its name (fault-injection tests use it)."""
+
+    async def commit(
+        self, spec: CommitSpec, on_progress: ProgressCallback | None = None
+    ) -> CommitResult:
+        """Run the commit described by ``spec``; see the module docstring."""
+        run = _Run(self, spec, on_progress or (lambda _p: None))
+        return await run.run()
+
+
+class _Run:
+    """One commit's state: what it acquired (released in ``finally``) and its timings."""
+
+    def __init__(self, committer: Committer, spec: CommitSpec, on_progress: ProgressCallback):
+        self.c = committer
+        self.spec = spec
+        self.on_progress = on_progress
+        self.cd = committer.containerd
+        self.timings: dict[str, float] = {}
+        self.work = committer.workdir / f"commit-{uuid.uuid4().hex}"
+        self.views: list[tuple[str, str]] = []
+        self.paused = False
+        self.current_step = ""
+        self.compressing: asyncio.Future[CompressedLayer] | None = None
+        self.storing: asyncio.Future[None] | None = None
+        self.container: ctrd.Container | None = None
+        self.snapshot: ctrd.Snapshot | None = None
+
+    # --- step bookkeeping ------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def step(self, name: str) -> AsyncIterator[None]:
+        self.current_step = name
+        self.on_progress(Progress(name))
+        started = time.monotonic()
+        try:
+            if self.c.step_hook is not None:
+                await self.c.step_hook(name)
+            yield
+        except CommitError:
+            raise
+        except ctrd.NotFound as exc:
+            raise ContainerNotFound(name, exc.message) from exc
+        except ctrd.ContainerdUnavailable as exc:
+            raise ContainerdUnavailable(
+                name, f"containerd is not reachable ({exc.message})", temporary=True
+            ) from exc
+        except ctrd.ContainerdError as exc:
+            if "no space left" in exc.message:
+                raise OutOfSpace(name, exc.message, temporary=True) from exc
+            raise CommitError(name, exc.message) from exc
+        except (LayerError, SpoolAborted, SquashError, image.ImageError) as exc:
+            raise CommitError(name, str(exc)) from exc
+        except CompressError as exc:
+            if "No space left" in str(exc):
+                raise OutOfSpace(name, str(exc), temporary=True) from exc
+            raise CommitError(name, str(exc)) from exc
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise OutOfSpace(name, f"no space left on device ({exc})", temporary=True) from exc
+            raise CommitError(name, str(exc)) from exc
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.monotonic() - started
+
+    # --- the pipeline ----------------------------------------------------------------------
+
+    async def run(self) -> CommitResult:
+        spec = self.spec
+        async with self.step("inspect"):
+            container = self.container = await self.cd.container(spec.container_id)
+            snapshot = self.snapshot = await self.cd.snapshot(
+                container.snapshotter, container.snapshot_key
+            )
+            parent = await self._parent(container.image)
+        lease = ""
+        try:
+            async with self.step("lease"):
+                lease = await self.cd.create_lease(
+                    expire=LEASE_EXPIRY, labels={LABEL_LEASE: spec.container_id}
+                )
+                self.cd = self.cd.leased(lease)
+            try:
+                if spec.mode is Mode.STOP:
+                    async with self.step("stop"):
+                        await self._stop(container.id)
+                else:
+                    async with self.step("pause"):
+                        self.paused = await self._pause(container.id)
+                async with self.step("diff"):
+                    capture = await self._diff(container, snapshot)
+            finally:
+                if self.paused:
+                    async with self.step("resume"):
+                        await self._resume(container.id)
+            async with self.step("compress"):
+                layers, own = await self._layers(parent, capture)
+            async with self.step("write"):
+                written = self._write(parent, layers, own)
+                # Content-store writes run while the push uploads from the work directory and
+                # memory: the slower of the two sets the pace, not their sum.
+                self.storing = asyncio.ensure_future(self._store(written, layers))
+            if self.c.pusher is not None:
+                async with self.step("push"):
+                    await self._push(written, layers, container.image)
+            async with self.step("write"):
+                await self.storing
+            async with self.step("image"):
+                await self.cd.put_image(
+                    spec.target_image,
+                    written.manifest,
+                    {LABEL_COMMITTED_BY: "devbox-node-shim", **spec.labels},
+                )
+            manifest = written.manifest
+            config_size = written.config.size
+            return CommitResult(
+                image=spec.target_image,
+                manifest_digest=manifest.digest,
+                layers=tuple(layer.descriptor for layer in layers),
+                total_size=sum(layer.descriptor.size for layer in layers) + config_size,
+                step_seconds=dict(self.timings),
+            )
+        finally:
+            await self._release(lease)
+
+    async def _release(self, lease: str) -> None:
+        """Remove views, work files and the lease (best effort: never masks the real error)."""
+        base = self.c.containerd
+        if self.storing is not None and not self.storing.done():
+            self.storing.cancel()
+        if self.storing is not None:
+            with contextlib.suppress(BaseException):
+                await self.storing
+        await self._remove_views()
+        if self.compressing is not None:
+            # The compressor thread ends once the spool is closed or failed; wait for it
+            # before its files go.
+            with contextlib.suppress(BaseException):
+                await asyncio.wait([self.compressing])
+        shutil.rmtree(self.work, ignore_errors=True)
+        if lease:
+            try:
+                await base.delete_lease(lease)
+            except ctrd.ContainerdError as exc:
+                # The lease expires on its own (gc.expire); nothing is lost.
+                log.warning("could not delete lease %s: %s", lease, exc.message)
+
+    # --- inspect ---------------------------------------------------------------------------
+
+    async def _parent(self, image_name: str) -> image.Parent:
+        if not image_name:
+            raise ContainerNotFound("inspect", f"container {self.spec.container_id} has no image")
+        target = (await self.cd.image(image_name)).target
+        try:
+            if target.media_type in image.INDEX_TYPES:
+                target = image.pick_platform(json.loads(await self.cd.read_all(target.digest)))
+            manifest = json.loads(await self.cd.read_all(target.digest))
+            config = json.loads(await self.cd.read_all(manifest["config"]["digest"]))
+            return image.parent(manifest, config)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise image.ImageError(f"image {image_name}: {exc}") from exc
+
+    # --- stop / pause / resume -------------------------------------------------------------
+
+    async def _stop(self, container_id: str) -> None:
+        try:
+            task = await self.cd.task(container_id)
+        except ctrd.NotFound:
+            return  # no task: the container is stopped already
+        if task.status in ("STOPPED", "CREATED", "UNKNOWN"):
+            return
+        if task.status in ("PAUSED", "PAUSING"):
+            await self.cd.resume(container_id)
+        # Wait for the exit before signalling, so an exit in between is not missed.
+        exited = asyncio.ensure_future(self.cd.wait(container_id, max_seconds=3600.0))
+        try:
+            await self._signal(container_id, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(exited), timeout=max(self.spec.stop_timeout, 0.1)
+                )
+                return
+            except TimeoutError:
+                pass
+            await self._signal(container_id, signal.SIGKILL)
+            await asyncio.wait_for(asyncio.shield(exited), timeout=STOP_KILL_WAIT)
+        except TimeoutError as exc:
+            raise CommitError(
+                "stop", f"the task did not exit {STOP_KILL_WAIT:.0f}s after SIGKILL"
+            ) from exc
+        finally:
+            if not exited.done():
+                exited.cancel()
+            with contextlib.suppress(BaseException):
+                await exited
+
+    async def _signal(self, container_id: str, signum: int) -> None:
+        with contextlib.suppress(ctrd.NotFound, ctrd.FailedPrecondition):
+            await self.cd.kill(container_id, signum)
+
+    async def _pause(self, container_id: str) -> bool:
+        """Pause the task if it runs; whether it was paused (and must be resumed)."""
+        try:
+            task = await self.cd.task(container_id)
+        except ctrd.NotFound:
+            return False
+        if task.status != "RUNNING":
+            return False
+        try:
+            await self.cd.pause(container_id)
+        except (ctrd.NotFound, ctrd.FailedPrecondition):
+            return False  # it exited meanwhile: commit what it left
+        return True
+
+    async def _resume(self, container_id: str) -> None:
+        """Resume the task; while containerd restarts, keep trying (the user waits on this)."""
+        delay = 0.1
+        for attempt in range(RESUME_ATTEMPTS):
+            try:
+                await self.c.containerd.resume(container_id)
+            except (ctrd.NotFound, ctrd.FailedPrecondition):
+                pass  # exited meanwhile, or not paused any more
+            except ctrd.ContainerdUnavailable:
+                if attempt == RESUME_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            except ctrd.ContainerdError:
+                # containerd says UNKNOWN for "cannot resume a stopped container": what
+                # matters is whether the task is still paused.
+                if await self._still_paused(container_id):
+                    raise
+            self.paused = False
+            return
+
+    async def _still_paused(self, container_id: str) -> bool:
+        try:
+            task = await self.c.containerd.task(container_id)
+        except ctrd.NotFound:
+            return False
+        return task.status in ("PAUSED", "PAUSING")
+
+    # --- diff ------------------------------------------------------------------------------
+
+    async def _diff(self, container: ctrd.Container, snapshot: ctrd.Snapshot) -> _Capture:
+        mounts = await self.cd.mounts(container.snapshotter, container.snapshot_key)
+        upper = _upper_dir(container.snapshotter, mounts) if self.c.fast_path else None
+        self.work.mkdir(parents=True, exist_ok=True)
+        if upper is not None:
+            return await self._diff_upper(upper)
+        lower: list[ctrd.Mount] = []
+        if snapshot.parent:
+            key = f"devbox-node-shim-view-{uuid.uuid4().hex}"
+            lower = await self.cd.view(container.snapshotter, key, snapshot.parent)
+            self.views.append((container.snapshotter, key))
+        try:
+            descriptor = await self.cd.diff(
+                lower,
+                mounts,
+                media_type=image.MEDIA_LAYER_TAR,
+                ref=f"devbox-node-shim-diff-{uuid.uuid4()}",
+            )
+        finally:
+            await self._remove_views()
+        return _Capture(descriptor=descriptor)
+
+    async def _diff_upper(self, upper: str) -> _Capture:
+        """Spool the upper directory's layer tar while a thread compresses what is spooled."""
+        spool = Spool(self.work / "layer.tar")
+        blob = self.work / "layer.blob"
+        loop = asyncio.get_running_loop()
+        compression = self.spec.compression.kind
+
+        def report(done: int) -> None:
+            if self.current_step == "compress":
+                loop.call_soon_threadsafe(self.on_progress, Progress("compress", done, spool.size))
+
+        def compress() -> CompressedLayer:
+            with LayerCompressor(blob, compression=compression, progress=report) as sink:
+                for chunk in spool.chunks():
+                    sink.write(chunk)
+            assert sink.result is not None
+            return sink.result
+
+        def spool_tar() -> None:
+            try:
+                write_layer(upper, spool)  # type: ignore[arg-type]  # file-like enough
+            except BaseException as exc:
+                spool.fail(exc)
+                raise
+            spool.close()
+
+        if self.c.overlap_compression:
+            self.compressing = asyncio.ensure_future(asyncio.to_thread(compress))
+        await asyncio.to_thread(spool_tar)
+        if self.compressing is None:
+            self.compressing = asyncio.ensure_future(asyncio.to_thread(compress))
+        return _Capture(compressing=self.compressing, spool=spool.path)
+
+    async def _remove_views(self) -> None:
+        base = self.c.containerd
+        while self.views:
+            snapshotter, key = self.views.pop()
+            try:
+                await base.remove_snapshot(snapshotter, key)
+            except ctrd.ContainerdError as exc:
+                log.warning("could not remove view snapshot %s: %s", key, exc.message)
+
+    # --- compress (and squash) -------------------------------------------------------------
+
+    async def _layers(self, parent: image.Parent, capture: _Capture) -> tuple[list[_Layer], int]:
+        """The new image's layers, and how many of them are the devbox's own."""
+        base = [_Layer(layer.descriptor, layer.diff_id) for layer in parent.runtime]
+        own = [_Layer(layer.descriptor, layer.diff_id) for layer in parent.own]
+        new = await self._compress(capture)
+        bound = self.spec.max_layers
+        if bound and len(base) + len(own) + 1 > bound and own:
+            try:
+                squashed = await self._squash(own, new, capture)
+                how = "squashed"
+            except ctrd.NotFound:
+                # The own layers' blobs are gone from the content store (e.g. containerd
+                # discards unpacked layers): rebuild the layer from snapshots instead.
+                squashed = await self._rebase(parent, new)
+                how = "re-based from snapshots"
+            log.info(
+                "container %s: %d own layers and the new one %s into one (max_layers %d)",
+                self.spec.container_id,
+                len(own),
+                how,
+                bound,
+            )
+            return [*base, squashed], 1
+        return [*base, *own, new], len(own) + 1
+
+    async def _squash(self, own: list[_Layer], new: _Layer, capture: _Capture) -> _Layer:
+        """The devbox's own layers and the new one merged into one layer (squash.py): only
+        the last state of each path is kept, so a file rewritten on every commit is stored
+        once.  Cost: the size of the devbox's own layers, not of the image."""
+        tars = []
+        for i, layer in enumerate(own):
+            tars.append(await self._uncompressed(layer.descriptor, self.work / f"own-{i}.tar"))
+        if capture.spool is not None:
+            tars.append(capture.spool)
+        elif capture.descriptor is not None:
+            tars.append(await self._uncompressed(capture.descriptor, self.work / "new.tar"))
+        else:  # pragma: no cover - a capture is one or the other
+            raise CommitError("compress", "the new layer's tar is gone")
+        loop = asyncio.get_running_loop()
+        total = sum(path.stat().st_size for path in tars)
+
+        def report(done: int) -> None:  # called in the squashing thread
+            loop.call_soon_threadsafe(self.on_progress, Progress("compress", done, total))
+
+        def squash() -> CompressedLayer:
+            with LayerCompressor(
+                self.work / "squashed.blob", compression=self.spec.compression.kind, progress=report
+            ) as sink:
+                squash_layers(tars, sink)  # type: ignore[arg-type]  # file-like enough
+            assert sink.result is not None
+            return sink.result
+
+        compressed = await asyncio.to_thread(squash)
+        descriptor = Descriptor(compressed.media_type, compressed.digest, compressed.size)
+        return _Layer(descriptor, compressed.diff_id, compressed.path)
+
+    async def _uncompressed(self, blob: Descriptor, path: Path) -> Path:
+        """Blob ``blob`` of the content store, decompressed into the file ``path``."""
+        raw = path.with_suffix(".blob")
+        with raw.open("wb") as out:
+            async for chunk in self.cd.read_content(blob.digest):
+                await asyncio.to_thread(out.write, chunk)
+        await asyncio.to_thread(image.decompress_blob, raw, blob.media_type, path)
+        raw.unlink()
+        return path
+
+    async def _compress(self, capture: _Capture) -> _Layer:
+        if capture.compressing is not None:
+            compressed = await capture.compressing
+        else:
+            assert capture.descriptor is not None
+            compressed = await self._compress_blob(capture.descriptor)
+        descriptor = Descriptor(compressed.media_type, compressed.digest, compressed.size)
+        return _Layer(descriptor, compressed.diff_id, compressed.path)
+
+    async def _compress_blob(self, tar: Descriptor) -> CompressedLayer:
+        """Compress an uncompressed layer blob of the content store into the work directory."""
+        loop = asyncio.get_running_loop()
+
+        def report(done: int) -> None:  # called in the compressing thread
+            loop.call_soon_threadsafe(self.on_progress, Progress("compress", done, tar.size))
+
+        sink = LayerCompressor(
+            self.work / f"layer-{uuid.uuid4().hex}.blob",
+            compression=self.spec.compression.kind,
+            progress=report,
+        )
+        try:
+            async for chunk in self.cd.read_content(tar.digest):
+                await asyncio.to_thread(sink.write, chunk)
+            return await asyncio.to_thread(sink.finish)
+        except BaseException:
+            sink.abort()
+            raise
+
+    async def _rebase(self, parent: image.Parent, new: _Layer) -> _Layer:
+        """One layer holding the devbox's whole state above the runtime image: the parent
+        snapshot (runtime + own layers) with the new layer applied, diffed against the runtime
+        image's snapshot by containerd.  Needs no pause: it works on snapshots, not on the
+        running container."""
+        assert self.container is not None
+        assert self.snapshot is not None
+        snapshotter = self.container.snapshotter
+        await self._store_layer(new)  # Diff.Apply reads it from the content store
+        key = f"devbox-node-shim-rebase-{uuid.uuid4().hex}"
+        upper = await self.cd.prepare(snapshotter, key, self.snapshot.parent)
+        self.views.append((snapshotter, key))
+        await self.cd.apply(new.descriptor, upper)
+        lower: list[ctrd.Mount] = []
+        diff_ids = [layer.diff_id for layer in parent.runtime]
+        if diff_ids:
+            view = f"devbox-node-shim-view-{uuid.uuid4().hex}"
+            lower = await self.cd.view(snapshotter, view, image.chain_id(diff_ids))
+            self.views.append((snapshotter, view))
+        try:
+            tar = await self.cd.diff(
+                lower, upper, media_type=image.MEDIA_LAYER_TAR, ref=f"devbox-node-shim-rebase-{key}"
+            )
+        finally:
+            await self._remove_views()
+        compressed = await self._compress_blob(tar)
+        descriptor = Descriptor(compressed.media_type, compressed.digest, compressed.size)
+        return _Layer(descriptor, compressed.diff_id, compressed.path)
+
+    def _bytes_progress(self, step: str) -> Callable[[int, int], None]:
+        def report(done: int, total: int) -> None:
+            self.on_progress(Progress(step, done, total))
+
+        return report
+
+    # --- write -----------------------------------------------------------------------------
+
+    def _write(self, parent: image.Parent, layers: list[_Layer], own: int) -> image.Documents:
+        """The new image's config and manifest."""
+        return image.build(
+            parent,
+            layers,
+            own,
+            created_by=f"devbox-node-shim commit ({self.spec.mode.value})",
+            comment=f"container {self.spec.container_id}",
+        )
+
+    async def _store_layer(self, layer: _Layer) -> None:
+        assert layer.path is not None
+        await self.cd.write_content(
+            f"devbox-node-shim-layer-{layer.descriptor.digest}",
+            _read_file(layer.path),
+            expected=layer.descriptor.digest,
+            size=layer.descriptor.size,
+            labels={ctrd.LABEL_UNCOMPRESSED: layer.diff_id},
+        )
+
+    async def _store(self, written: image.Documents, layers: list[_Layer]) -> None:
+        """Put config, manifest (with its GC labels, or GC collects the blobs once the lease
+        is gone) and the layers this commit made into the content store, all at once."""
+        writes = [
+            self.cd.write_content(
+                f"devbox-node-shim-config-{written.config.digest}",
+                written.config_bytes,
+                expected=written.config.digest,
+                size=written.config.size,
+            ),
+            self.cd.write_content(
+                f"devbox-node-shim-manifest-{written.manifest.digest}",
+                written.manifest_bytes,
+                expected=written.manifest.digest,
+                size=written.manifest.size,
+                labels=written.gc_labels,
+            ),
+        ]
+        writes += [self._store_layer(layer) for layer in layers if layer.path is not None]
+        await asyncio.gather(*writes)
+
+    # --- push ------------------------------------------------------------------------------
+
+    async def _push(
+        self, written: image.Documents, layers: list[_Layer], source_image: str
+    ) -> None:
+        assert self.c.pusher is not None
+        blobs = [written.config, *(layer.descriptor for layer in layers)]
+        local = {layer.descriptor.digest: layer.path for layer in layers if layer.path}
+
+        def open_blob(d: Descriptor) -> AsyncIterator[bytes]:
+            if d.digest == written.config.digest:
+                return _chunks_of(written.config_bytes)
+            path = local.get(d.digest)
+            return _read_file(path) if path is not None else self.cd.read_content(d.digest)
+
+        await self.c.pusher.push_image(
+            self.spec.target_image,
+            written.manifest,
+            written.manifest_bytes,
+            blobs,
+            open_blob,
+            self._bytes_progress("push"),
+            sources=[source_image],
+        )
+
+
+@dataclass
+class _Capture:
+    """The captured diff: being compressed by a thread (overlay fast path), or an uncompressed
+    tar blob in the content store (containerd's differ)."""
+
+    compressing: asyncio.Future[CompressedLayer] | None = None
+    descriptor: Descriptor | None = None
+    spool: Path | None = None
+    """The uncompressed tar of the fast path (kept until the commit ends)."""
+
+
+def _upper_dir(snapshotter: str, mounts: list[ctrd.Mount]) -> str | None:
+    """The overlayfs upper directory of a snapshot's mounts, if there is one."""
+    if snapshotter != "overlayfs" or len(mounts) != 1:
+        return None
+    mount = mounts[0]
+    if mount.type == "overlay":
+        return mount.option("upperdir")
+    if mount.type == "bind" and not mount.option("upperdir"):
+        return mount.source  # a snapshot without parent: all of it is the change
+    return None
+
+
+async def _read_file(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := await asyncio.to_thread(f.read, 4 * CHUNK):
+            yield chunk
+
+
+async def _chunks_of(data: bytes) -> AsyncIterator[bytes]:
+    yield data

@@ -1,0 +1,500 @@
+"""The node-shim's gRPC server: ``devbox.nodeshim.v1.NodeShim`` over ``grpc.aio``.
+
+Every call must carry ``authorization: Bearer <token>`` (checked by :class:`BearerAuth` with
+``hmac.compare_digest``); anything else is refused with UNAUTHENTICATED before a servicer runs.
+
+``Commit`` semantics (the API contract in the .proto):
+
+* each commit runs as a task of its own: a caller that disconnects does not stop it;
+* the same request id while it runs attaches to it (the latest event, then the following ones);
+* after it succeeded, the stored result (:mod:`records`, on disk: survives restarts) comes back
+  at once; after it failed, the same request id runs it again (a failure marks nothing done);
+* a second request id for a container whose commit runs gets FAILED_PRECONDITION;
+* failures become precise status codes with the step that failed in the message:
+  NOT_FOUND (container or image gone), UNAVAILABLE (containerd or registry unreachable —
+  temporary), RESOURCE_EXHAUSTED (disk full), PERMISSION_DENIED (the registry refused the
+  credentials), INVALID_ARGUMENT (a malformed request), INTERNAL (anything else).
+
+At start-up, commits recorded as running (the node-shim died mid-commit) are cleaned up: a
+task they left paused is resumed, so no user's container stays frozen, and their leases are
+deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+
+from devbox_node_shim import __version__, commit
+from devbox_node_shim import containerd as ctrd
+from devbox_node_shim.api import nodeshim_pb2 as pb
+from devbox_node_shim.api import nodeshim_pb2_grpc as pb_grpc
+from devbox_node_shim.records import CommitStore, FinishedCommit, RunningCommit
+from devbox_node_shim.registry import Reference
+from devbox_node_shim.settings import Settings
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "devbox.nodeshim.v1"
+MAX_LAYERS = 120
+"""Ceiling on any requested layer bound (Docker refuses ~125 layers; the kernel's overlay 500)."""
+PROGRESS_INTERVAL = 0.25
+"""Seconds between two byte-progress events of one step (step changes are always sent)."""
+
+
+class RegistryOps(Protocol):
+    """What the server needs from the registry besides pushing (see :mod:`registry`)."""
+
+    async def delete_tag(self, reference: str) -> bool: ...
+
+
+class BearerAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Refuses every call without ``authorization: Bearer <token>`` (UNAUTHENTICATED)."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[Any]],
+        handler_call_details: Any,
+    ) -> Any:
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        given = str(metadata.get("authorization", "")).encode()
+        handler = await continuation(handler_call_details)
+        if hmac.compare_digest(given, self._expected) or handler is None:
+            return handler
+        message = (
+            "missing bearer token" if not given else "wrong bearer token"
+        ) + ": send 'authorization: Bearer <node-shim token>'"
+
+        async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+        async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+            yield  # pragma: no cover - makes this an async generator
+
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(
+                refuse_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.unary_unary_rpc_method_handler(
+            refuse,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+@dataclass
+class _RunningCommit:
+    """A commit task and the callers following it."""
+
+    request: pb.CommitRequest
+    task: asyncio.Task[pb.CommitResult] | None = None
+    last: pb.CommitEvent | None = None
+    followers: set[asyncio.Queue[pb.CommitEvent | None]] = field(default_factory=set)
+    _last_bytes_event: float = 0.0
+
+    def publish(self, progress: commit.Progress) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        step_changed = self.last is None or self.last.progress.step != progress.step
+        finished_bytes = progress.bytes_total and progress.bytes_done >= progress.bytes_total
+        recent = loop_time - self._last_bytes_event < PROGRESS_INTERVAL
+        if not step_changed and not finished_bytes and recent:
+            return
+        self._last_bytes_event = loop_time
+        event = pb.CommitEvent(
+            progress=pb.CommitProgress(
+                step=progress.step,
+                bytes_done=progress.bytes_done,
+                bytes_total=progress.bytes_total,
+            )
+        )
+        self.last = event
+        for queue in self.followers:
+            queue.put_nowait(event)
+
+    def follow(self) -> asyncio.Queue[pb.CommitEvent | None]:
+        queue: asyncio.Queue[pb.CommitEvent | None] = asyncio.Queue()
+        if self.last is not None:
+            queue.put_nowait(self.last)
+        self.followers.add(queue)
+        return queue
+
+    def close(self) -> None:
+        for queue in self.followers:
+            queue.put_nowait(None)
+
+
+def _status(exc: commit.CommitError) -> grpc.StatusCode:
+    if isinstance(exc, commit.ContainerNotFound):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, commit.ContainerdUnavailable | commit.RegistryUnavailable):
+        return grpc.StatusCode.UNAVAILABLE
+    if isinstance(exc, commit.OutOfSpace):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(exc, commit.RegistryRefused):
+        return grpc.StatusCode.PERMISSION_DENIED
+    return grpc.StatusCode.INTERNAL
+
+
+def _result_pb(record: FinishedCommit) -> pb.CommitResult:
+    return pb.CommitResult(
+        image=record.image,
+        manifest_digest=record.manifest_digest,
+        layers=[pb.Layer(digest=d, size=s) for d, s in record.layers],
+        total_size=record.total_size,
+        layer_count=len(record.layers),
+        step_durations=[
+            pb.StepDuration(step=step, seconds=seconds)
+            for step, seconds in record.step_seconds.items()
+        ],
+    )
+
+
+def _retrieve(task: asyncio.Task[pb.CommitResult]) -> None:
+    """Mark a commit task's exception as seen (its callers, if any, report it)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+class NodeShimService(pb_grpc.NodeShimServicer):
+    """The servicer: commits, their records, images, health."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        containerd: ctrd.ContainerdClient,
+        committer: commit.Committer,
+        store: CommitStore,
+        registry: RegistryOps | None = None,
+    ) -> None:
+        self.settings = settings
+        self.containerd = containerd
+        self.committer = committer
+        self.store = store
+        self.registry = registry
+        self._running: dict[str, _RunningCommit] = {}
+        self._by_container: dict[str, str] = {}
+
+    # --- start-up --------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Clean up after commits a previous node-shim process did not finish."""
+        for record in self.store.left_running():
+            try:
+                task = await self.containerd.task(record.container_id)
+                if task.status in ("PAUSED", "PAUSING"):
+                    await self.containerd.resume(record.container_id)
+                    log.warning(
+                        "resumed container %s, left paused by interrupted commit %s",
+                        record.container_id,
+                        record.request_id,
+                    )
+            except ctrd.NotFound:
+                pass
+            except ctrd.ContainerdError as exc:
+                log.warning("could not check container %s: %s", record.container_id, exc)
+                continue  # keep the record: the next start tries again
+            self.store.end(record.request_id)
+        # Leases of commits that died with a previous process: drop them now rather than
+        # letting their content pin the disk until they expire.
+        try:
+            stale = await self.containerd.leases(f'labels."{commit.LABEL_LEASE}"')
+        except ctrd.ContainerdError as exc:
+            log.warning("could not list leftover commit leases: %s", exc.message)
+            return
+        for lease_id, _labels in stale:
+            try:
+                await self.containerd.delete_lease(lease_id)
+            except ctrd.ContainerdError as exc:
+                log.warning("could not delete leftover lease %s: %s", lease_id, exc.message)
+
+    async def drain(self) -> None:
+        """Cancel running commits (their ``finally`` resumes tasks and drops leases)."""
+        tasks = [run.task for run in self._running.values() if run.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+
+    # --- Commit ----------------------------------------------------------------------------
+
+    def _spec(self, request: pb.CommitRequest) -> commit.CommitSpec:
+        mode = commit.Mode.STOP if request.mode == pb.COMMIT_MODE_STOP else commit.Mode.SNAPSHOT
+        return commit.CommitSpec(
+            container_id=request.container_id,
+            target_image=request.target_image,
+            mode=mode,
+            stop_timeout=float(request.stop_timeout_seconds or self.settings.stop_timeout_seconds),
+            max_layers=min(int(request.max_layers or self.settings.max_layers), MAX_LAYERS),
+            labels=dict(request.labels),
+            compression=commit.Compression(self.settings.compression),
+        )
+
+    async def _run(self, run: _RunningCommit) -> pb.CommitResult:
+        request = run.request
+        self.store.start(
+            RunningCommit(
+                request_id=request.request_id,
+                container_id=request.container_id,
+                image=request.target_image,
+                mode=pb.CommitMode.Name(request.mode),
+                started_at=_now(),
+            )
+        )
+        try:
+            result = await self.committer.commit(self._spec(request), run.publish)
+            record = FinishedCommit(
+                request_id=request.request_id,
+                container_id=request.container_id,
+                image=result.image,
+                manifest_digest=result.manifest_digest,
+                layers=[(layer.digest, layer.size) for layer in result.layers],
+                total_size=result.total_size,
+                step_seconds=dict(result.step_seconds),
+                finished_at=_now(),
+            )
+            self.store.save_finished(record)
+            return _result_pb(record)
+        finally:
+            self.store.end(request.request_id)
+            self._running.pop(request.request_id, None)
+            if self._by_container.get(request.container_id) == request.request_id:
+                del self._by_container[request.container_id]
+            run.close()
+
+    def _validate(self, request: pb.CommitRequest) -> str | None:
+        if not request.request_id:
+            return "request_id is required"
+        if not request.container_id:
+            return "container_id is required"
+        try:
+            reference = Reference.parse(request.target_image)
+        except ValueError as exc:
+            return f"target_image: {exc}"
+        if (
+            reference.tag is None
+            or reference.digest is not None
+            or ":" not in (request.target_image.rsplit("/", 1)[-1])
+        ):
+            return f"target_image {request.target_image!r} needs a tag (and no digest)"
+        return None
+
+    async def Commit(
+        self, request: pb.CommitRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.CommitEvent]:
+        problem = self._validate(request)
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+            return
+        finished = self.store.finished(request.request_id)
+        if finished is not None:
+            yield pb.CommitEvent(result=_result_pb(finished))
+            return
+        run = self._running.get(request.request_id)
+        if run is None:
+            other = self._by_container.get(request.container_id)
+            if other is not None:
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"container {request.container_id} is being committed by request {other}; "
+                    "wait for it to finish (or attach to it with its request id)",
+                )
+                return
+            run = _RunningCommit(request)
+            self._running[request.request_id] = run
+            self._by_container[request.container_id] = request.request_id
+            run.task = asyncio.create_task(self._run(run), name=f"commit {request.request_id}")
+            run.task.add_done_callback(_retrieve)
+        elif run.request.container_id != request.container_id:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request id {request.request_id} is in use for container "
+                f"{run.request.container_id}",
+            )
+            return
+        assert run.task is not None
+        queue = run.follow()
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            try:
+                result = await asyncio.shield(run.task)
+            except commit.CommitError as exc:
+                await context.abort(
+                    _status(exc),
+                    f"commit of container {request.container_id} failed at step {exc.step}: "
+                    f"{exc.message}",
+                )
+                return
+            except asyncio.CancelledError:
+                if run.task.cancelled():
+                    await context.abort(
+                        grpc.StatusCode.UNAVAILABLE, "the node-shim is shutting down; retry"
+                    )
+                raise
+            except Exception:
+                log.exception("commit %s failed unexpectedly", request.request_id)
+                await context.abort(
+                    grpc.StatusCode.INTERNAL,
+                    f"commit of container {request.container_id} failed unexpectedly; "
+                    "see the node-shim's log",
+                )
+                return
+            yield pb.CommitEvent(result=result)
+        finally:
+            run.followers.discard(queue)
+
+    # --- ListCommits / DeleteImage ---------------------------------------------------------
+
+    async def ListCommits(
+        self, request: pb.ListCommitsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCommitsResponse:
+        repository = request.repository.rstrip("/")
+        if not repository:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "repository is required")
+        records = [
+            r
+            for r in self.store.all_finished()
+            if r.image.rsplit(":", 1)[0] == repository or r.image.startswith(repository + "@")
+        ]
+        records.sort(key=lambda r: r.finished_at, reverse=True)
+        return pb.ListCommitsResponse(
+            commits=[
+                pb.CommitRecord(
+                    request_id=r.request_id,
+                    image=r.image,
+                    manifest_digest=r.manifest_digest,
+                    finished_at=r.finished_at,
+                )
+                for r in records
+            ]
+        )
+
+    async def DeleteImage(
+        self, request: pb.DeleteImageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteImageResponse:
+        if not request.image:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image is required")
+        deleted = False
+        try:
+            await self.containerd.delete_image(request.image)
+            deleted = True
+        except ctrd.NotFound:
+            pass
+        except ctrd.ContainerdUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, exc.message)
+        except ctrd.ContainerdError as exc:
+            await context.abort(grpc.StatusCode.INTERNAL, exc.message)
+        if request.registry:
+            if self.registry is None:
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION, "this node-shim has no registry client"
+                )
+            else:
+                try:
+                    deleted = await self.registry.delete_tag(request.image) or deleted
+                except commit.CommitError as exc:
+                    await context.abort(_status(exc), exc.message)
+        for record in self.store.all_finished():
+            if record.image == request.image:
+                self.store.delete_finished(record.request_id)
+        return pb.DeleteImageResponse(deleted=deleted)
+
+    # --- Health / Version ------------------------------------------------------------------
+
+    async def Health(
+        self, request: pb.HealthRequest, context: grpc.aio.ServicerContext
+    ) -> pb.HealthResponse:
+        try:
+            await self.containerd.version()
+        except ctrd.ContainerdError as exc:
+            return pb.HealthResponse(
+                serving=False,
+                message=f"containerd at {self.settings.containerd_socket} does not answer: "
+                f"{exc.message}",
+            )
+        return pb.HealthResponse(serving=True, message="containerd answers")
+
+    async def Version(
+        self, request: pb.VersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.VersionResponse:
+        try:
+            containerd_version = await self.containerd.version()
+        except ctrd.ContainerdError:
+            containerd_version = ""
+        return pb.VersionResponse(
+            version=__version__, containerd_version=containerd_version, api_version=API_VERSION
+        )
+
+
+class Server:
+    """The node-shim: containerd client, committer, gRPC server; started and stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pusher: commit.Pusher | None = None,
+        registry: RegistryOps | None = None,
+    ) -> None:
+        self.settings = settings
+        self.containerd = ctrd.ContainerdClient(
+            settings.containerd_socket, settings.containerd_namespace
+        )
+        workdir = Path(settings.state_dir) / "work"
+        self.store = CommitStore(Path(settings.state_dir))
+        self.committer = commit.Committer(
+            self.containerd,
+            workdir=workdir,
+            pusher=pusher,
+            fast_path=settings.overlay_fast_path,
+            overlap_compression=settings.overlap_compression,
+        )
+        self.service = NodeShimService(
+            settings, self.containerd, self.committer, self.store, registry
+        )
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        """Recover interrupted commits, then listen; the port."""
+        token = self.settings.bearer_token()
+        await self.service.recover()
+        self._server = grpc.aio.server(interceptors=[BearerAuth(token)])
+        pb_grpc.add_NodeShimServicer_to_server(self.service, self._server)  # type: ignore[no-untyped-call]
+        address = f"{self.settings.listen_address}:{self.settings.port}"
+        self.port = self._server.add_insecure_port(address)
+        if not self.port:
+            raise OSError(f"cannot listen on {address}")
+        await self._server.start()
+        log.info("node-shim %s listening on %s", __version__, address)
+        return self.port
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.service.drain()
+        if self._server is not None:
+            await self._server.stop(grace)
+        await self.containerd.close()
+
+    async def wait(self) -> None:
+        assert self._server is not None
+        await self._server.wait_for_termination()
