@@ -21,12 +21,15 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from app.admin import bootstrap_admin, ensure_user_namespaces
 from app.api import create_app
 from app.controller import runner
 from app.db.migrate import upgrade_to_head
 from app.httpserver import EmbeddedServer
 from app.kube import connect
+from app.kubeclient import Kube
 from app.resources.crdgen import all_crds
+from app.services import close_services, make_services
 from app.settings import ClusterMode, Settings
 from app.simcluster.server import SimCluster
 
@@ -139,13 +142,30 @@ async def serve(settings: Settings, console: Console | None = None) -> None:
         api = await connect(kubeconfig=kubeconfig)
         cluster_text = f"real, {api.configuration.host}"
 
+    services = make_services(settings, Kube(api), database_url=database)
+    admin_token = await bootstrap_admin(
+        services.sessionmaker,
+        services.kube,
+        name=settings.admin_user,
+        namespace=settings.admin_namespace,
+    )
+    await ensure_user_namespaces(services.sessionmaker, services.kube)
+    if admin_token is not None:
+        # stdout, once: the only time this token is shown (stderr carries the logs).
+        print(
+            f"Created admin user {settings.admin_user!r} "
+            f"(namespace {settings.admin_namespace}); its API token, shown once:\n"
+            f"{admin_token}",
+            flush=True,
+        )
     config = uvicorn.Config(
-        create_app(),
+        create_app(services),
         host=settings.host,
         port=settings.port,
         log_level="warning",
         access_log=False,
         lifespan="on",
+        ws_max_size=settings.max_request_bytes,
     )
     server = EmbeddedServer(config)
     stop = asyncio.Event()
@@ -183,6 +203,7 @@ async def serve(settings: Settings, console: Console | None = None) -> None:
         tasks[0].cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+        await close_services(services)
         await api.close()
         if cluster is not None:
             await cluster.stop()

@@ -23,6 +23,8 @@ from pydantic_settings import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+LIMIT_QUANTITY = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i|[mkMGTPE])?$"
+"""Form of the devbox size limits (a Kubernetes quantity such as ``500m`` or ``64Gi``)."""
 
 
 def _default_data_dir() -> Path:
@@ -44,6 +46,15 @@ class LogFormat(StrEnum):
 
     TEXT = "text"
     JSON = "json"
+
+
+class Environment(StrEnum):
+    """How much the API tells clients about its own failures."""
+
+    PRODUCTION = "production"
+    """Unexpected errors are masked (a generic message and the request id)."""
+    DEVELOPMENT = "development"
+    """Unexpected errors show their message (never a stack trace)."""
 
 
 class Settings(BaseSettings):
@@ -131,6 +142,72 @@ class Settings(BaseSettings):
     )
     commit_retry_max_seconds: float = Field(
         300.0, gt=0, description="Longest backoff between retries of a failed stop commit."
+    )
+    min_cpu: str = Field(
+        "100m", description="Smallest CPU limit a devbox may ask for.", pattern=LIMIT_QUANTITY
+    )
+    max_cpu: str = Field(
+        "16", description="Largest CPU limit a devbox may ask for.", pattern=LIMIT_QUANTITY
+    )
+    min_memory: str = Field(
+        "256Mi", description="Smallest memory limit a devbox may ask for.", pattern=LIMIT_QUANTITY
+    )
+    max_memory: str = Field(
+        "64Gi", description="Largest memory limit a devbox may ask for.", pattern=LIMIT_QUANTITY
+    )
+    min_storage: str = Field(
+        "1Gi", description="Smallest storage limit a devbox may ask for.", pattern=LIMIT_QUANTITY
+    )
+    max_storage: str = Field(
+        "500Gi", description="Largest storage limit a devbox may ask for.", pattern=LIMIT_QUANTITY
+    )
+    environment: Environment = Field(
+        Environment.PRODUCTION,
+        description="production (default; unexpected errors masked) or development "
+        "(their messages shown). Every error carries extensions.requestId either way.",
+    )
+    max_request_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest GraphQL request body (and WebSocket message)."
+    )
+    max_query_depth: int = Field(15, ge=1, description="Deepest GraphQL selection accepted.")
+    max_aliases: int = Field(30, ge=0, description="Most aliases in one GraphQL document.")
+    max_query_tokens: int = Field(
+        2000, ge=10, description="Most lexical tokens in one GraphQL document."
+    )
+    rate_limit_per_second: float = Field(
+        20.0, gt=0, description="Sustained GraphQL requests per second allowed per API token."
+    )
+    rate_limit_burst: int = Field(
+        100, ge=1, description="Requests a token may send at once before the rate applies."
+    )
+    auth_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How long a verified token is remembered per process (revocations through "
+        "this process apply at once; through another replica within this time).",
+    )
+    tunnel_max_per_token: int = Field(
+        10,
+        ge=1,
+        description="SSH tunnels (/tunnel WebSockets) one API token may hold open at once.",
+    )
+    tunnel_idle_timeout_seconds: float = Field(
+        1800.0, gt=0, description="A tunnel with no bytes either way for this long is closed."
+    )
+    tunnel_activity_interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="While a tunnel is open, the devbox's status.lastActivityTime is written "
+        "this often (at most), so idle auto-stop does not stop it.",
+    )
+    tunnel_connect_timeout_seconds: float = Field(
+        10.0, gt=0, description="Longest wait for the devbox's SSH port to accept a tunnel."
+    )
+    admin_user: str = Field(
+        "admin", description="Name of the admin user created on first start (no admin yet)."
+    )
+    admin_namespace: str = Field(
+        "devbox-admin", description="Namespace of the admin user created on first start."
     )
     log_level: str = Field("INFO", description="Python logging level name.")
     log_format: LogFormat = Field(LogFormat.TEXT, description="text (readable) or json.")

@@ -35,11 +35,17 @@ class Served:
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
 
-    def start(self) -> None:
+    @staticmethod
+    def env() -> dict[str, str]:
+        """The environment without the caller's Devbox settings (embedded defaults)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEVBOX_")}
         env.pop("DATABASE_URL", None)
         env.pop("KUBECONFIG", None)
         env["COLUMNS"] = "200"
+        return env
+
+    def start(self) -> None:
+        env = self.env()
         self.process = subprocess.Popen(
             [DEVBOXCTL, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
             stdout=subprocess.PIPE,
@@ -114,8 +120,23 @@ def test_serve_brings_up_api_cluster_and_official_runtimes(served: Served, kubec
         assert name in table
     assert "CLASS" in table.splitlines()[0]  # printer columns from the CRD
 
+    url = f"http://127.0.0.1:{served.port}/graphql"
+    refused = httpx.post(url, json={"query": "{ version }"}, timeout=10)
+    assert refused.status_code == 401  # no token, no API
+    made = subprocess.run(
+        [DEVBOXCTL, "admin", "token", "create", "admin", "--data-dir", str(served.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=served.env(),
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
     reply = httpx.post(
-        f"http://127.0.0.1:{served.port}/graphql", json={"query": "{ version }"}, timeout=10
+        url,
+        json={"query": "{ version }"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
     )
     assert reply.status_code == 200
     assert reply.json() == {"data": {"version": "0.1.0"}}
@@ -123,6 +144,7 @@ def test_serve_brings_up_api_cluster_and_official_runtimes(served: Served, kubec
 
     assert served.stop() == 0
     assert "Stopped." in served.output
+    assert "dbx_" in served.output  # the bootstrap admin token, printed once at first start
 
 
 def test_serve_keeps_cluster_state_across_restart(served: Served, kubectl: Path) -> None:

@@ -33,6 +33,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from app.db.roles import Role as Role  # re-exported: models name the roles they store
+
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -50,13 +52,6 @@ OBJECT_NAME_LENGTH = 253
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 """JSON column type: ``jsonb`` on PostgreSQL, JSON text on SQLite."""
-
-
-class Role(StrEnum):
-    """What a user may do: ``user`` works in its namespace, ``admin`` also manages users."""
-
-    USER = "user"
-    ADMIN = "admin"
 
 
 class Outcome(StrEnum):

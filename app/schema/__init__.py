@@ -1,19 +1,58 @@
 """The GraphQL schema, composed from per-area modules.
 
-Only the ``system`` area exists yet (server version and health); runtimes, devboxes,
-commits, releases and audit arrive with the API issue.
+Each area (system, accounts, audit, devboxes, runtimes, releases…) defines its own
+``…Query`` / ``…Mutation`` / ``…Subscription`` classes; this module only lists them as base
+classes of the root types — one import line and one base class per area.
+
+:data:`schema` is the product's schema without limits (for printing ``schema.graphql``:
+``python -m app.schema --write`` / ``--check``); :func:`build_schema` is the served one, with
+the limits and error masking of :mod:`app.schema.extensions`.
 """
 
 from __future__ import annotations
 
 import strawberry
+from strawberry.schema import BaseSchema
 
+from app.schema.accounts import AccountMutation, AccountQuery
+from app.schema.audit import AuditQuery
+from app.schema.devbox_mutations import DevboxMutation
+from app.schema.devboxes import DevboxQuery
+from app.schema.runtimes import RuntimeQuery
+from app.schema.subscriptions import DevboxSubscription
 from app.schema.system import SystemQuery
+from app.settings import Settings
 
 
 @strawberry.type
-class Query(SystemQuery):
+class Query(SystemQuery, AccountQuery, AuditQuery, RuntimeQuery, DevboxQuery):
     """Root query type."""
 
 
-schema = strawberry.Schema(query=Query)
+@strawberry.type
+class Mutation(AccountMutation, DevboxMutation):
+    """Root mutation type."""
+
+
+@strawberry.type
+class Subscription(DevboxSubscription):
+    """Root subscription type."""
+
+
+SUBSCRIPTION: type | None = Subscription
+"""Root subscription type."""
+
+
+def build_schema(settings: Settings | None = None) -> BaseSchema:
+    """The schema; with ``settings``, with its limits and error masking."""
+    from app.schema.extensions import schema_extensions
+
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=SUBSCRIPTION,
+        extensions=schema_extensions(settings) if settings is not None else (),
+    )
+
+
+schema = build_schema()

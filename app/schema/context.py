@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import strawberry
 
 from app.db.models import Role
+from app.schema.errors import Unauthenticated
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -68,3 +69,16 @@ class Context:
 
 Info = strawberry.Info[Context, None]
 """The ``info`` argument of every resolver."""
+
+
+def require_viewer(info: Info) -> Viewer:
+    """The authenticated viewer; :class:`~app.schema.errors.Unauthenticated` if there is none.
+
+    HTTP requests without a valid token never reach a resolver (401), but a WebSocket
+    operation or a test calling a resolver directly might: every resolver that reads or
+    writes user data starts with this.
+    """
+    viewer = info.context.viewer
+    if viewer is None:
+        raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
+    return viewer

@@ -2,13 +2,51 @@
 
 Top-level GraphQL errors are only for authentication, malformed requests, limits and bugs;
 anything the user can fix is a ``UserError`` in the payload's ``userErrors`` list.
+
+Top-level errors a resolver may raise on purpose (shown to the client as they are, with
+``extensions.code``; every other exception is a bug and is masked in production)::
+
+    ApiError                 base; ``code`` goes to ``extensions.code``
+     ├── Unauthenticated     UNAUTHENTICATED: no valid token on this request or connection
+     ├── PermissionDenied    FORBIDDEN: the viewer's role does not allow this field
+     └── BadRequest          BAD_REQUEST: an argument the schema cannot express (e.g. ``first``)
 """
 
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any, ClassVar
 
 import strawberry
+
+
+class ApiError(Exception):
+    """A top-level GraphQL error whose message is meant for the client (never masked)."""
+
+    code: ClassVar[str] = "BAD_REQUEST"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions: dict[str, Any] = {"code": self.code}
+
+
+class Unauthenticated(ApiError):
+    """No valid API token: send ``Authorization: Bearer <token>``."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(ApiError):
+    """The viewer's role does not allow this (e.g. a non-admin reading all namespaces)."""
+
+    code = "FORBIDDEN"
+
+
+class BadRequest(ApiError):
+    """An argument is out of range or malformed in a way the schema cannot express."""
+
+    code = "BAD_REQUEST"
 
 
 @strawberry.enum(description="Why a mutation input was refused.")
@@ -41,7 +79,7 @@ class UserErrorCode(Enum):
 @strawberry.type(description="A problem with a mutation's input that the caller can fix.")
 class UserError:
     field: list[str] | None = strawberry.field(
-        description="Path to the input field, e.g. [\"input\", \"ports\", \"1\", \"port\"]."
+        description='Path to the input field, e.g. ["input", "ports", "1", "port"].'
     )
     message: str
     code: UserErrorCode

@@ -81,6 +81,7 @@ class Connection(Generic[T]):
 
 
 def check_first(first: int) -> None:
+    """Refuse ``first`` outside 0..:data:`MAX_PAGE` (:class:`PaginationError`)."""
     if first < 0 or first > MAX_PAGE:
         raise PaginationError(f"first must be between 0 and {MAX_PAGE}")
 
@@ -91,18 +92,26 @@ def paginate(
     """One page of ``items`` (already filtered and ordered) after the cursor ``after``.
 
     ``position(item)`` is the item's stable, unique key within this ordering; the page starts
-    just after the item whose position equals the cursor's (or, if that item vanished, after
-    the first item ordered past it is not knowable, so at the start of the remaining items
-    whose position is not the cursor's).
+    just after the item whose position equals the cursor's.  A cursor also remembers where
+    its item stood: if that item has vanished since (deleted), the page starts at that
+    place, where the items that followed it now stand, instead of starting over.
     """
     check_first(first)
     start = 0
     if after is not None:
-        key = decode_cursor(after)
+        key, separator, hint = decode_cursor(after).rpartition("\n")
+        if not separator:
+            key, hint = hint, ""
         positions = [position(item) for item in items]
-        start = positions.index(key) + 1 if key in positions else 0
+        if key in positions:
+            start = positions.index(key) + 1
+        elif hint.isdigit():
+            start = min(int(hint), len(items))
     page = items[start : start + first]
-    edges = [Edge(cursor=encode_cursor(position(item)), node=item) for item in page]
+    edges = [
+        Edge(cursor=encode_cursor(f"{position(item)}\n{start + offset}"), node=item)
+        for offset, item in enumerate(page)
+    ]
     return Connection(
         edges=edges,
         page_info=PageInfo(
