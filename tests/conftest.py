@@ -3,5 +3,8 @@
 pytest_plugins = [
     "tests.fixtures.kube",
     "tests.fixtures.postgres",
+    "tests.fixtures.realcluster",
     "tests.fixtures.simcluster",
+    # After kube: it imports tests.fixtures.kube (which must be registered, and rewritten, first).
+    "tests.fixtures.api",
 ]

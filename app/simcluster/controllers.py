@@ -5,6 +5,9 @@
 - :class:`NamespaceController` — a deleted namespace empties itself, then disappears.
 - :class:`CRDController` — a new CRD becomes Established and its resources are served; a
   deleted CRD first deletes its custom resources (waiting on their finalizers).
+- :class:`ServiceAccountController` — every namespace gets its ``default`` ServiceAccount, and
+  every ServiceAccount a ``<name>-token-xxxxx`` Secret (the service-account and token
+  controllers of kube-controller-manager v1.20); the tokens of a deleted account go with it.
 
 Each reacts to store events but never writes from inside the store's commit: work is queued
 and done on the next turn of the event loop, like an informer-fed controller.
@@ -13,11 +16,21 @@ and done on the next turn of the event loop, like an informer-fed controller.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import logging
+import secrets
 from collections import defaultdict
 from collections.abc import Callable
 
+from app.simcluster.admission import (
+    SECRET_KEY,
+    SERVICE_ACCOUNT_KEY,
+    SERVICE_ACCOUNT_NAME_ANNOTATION,
+    SERVICE_ACCOUNT_UID_ANNOTATION,
+    TOKEN_SECRET_TYPE,
+    token_secret_of,
+)
 from app.simcluster.errors import ApiError
 from app.simcluster.kinds import JSON, ResourceType
 from app.simcluster.store import (
@@ -33,6 +46,7 @@ log = logging.getLogger(__name__)
 
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 NAMESPACE_KEY = ("", "namespaces")
+SIMULATED_CA = b"# the simulated cluster serves plain HTTP: no certificate authority\n"
 
 
 class Deferred:
@@ -424,3 +438,131 @@ def _set_condition(
         }
     )
     return result
+
+
+class ServiceAccountController:
+    """The ``default`` ServiceAccount of every namespace, and a token Secret per account."""
+
+    def __init__(self, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+        self.store = store
+        self.namespaces = Deferred(loop, self._ensure_default_accounts)
+        self.accounts = Deferred(loop, self._ensure_tokens)
+        self.orphans = Deferred(loop, self._delete_tokens_of)
+        for ns in store.objects(NAMESPACE_KEY):
+            self.namespaces.add(ns["metadata"]["name"])
+        for account in store.objects(SERVICE_ACCOUNT_KEY):
+            self.accounts.add(self._key(account))
+        store.listeners.append(self.on_event)
+
+    @staticmethod
+    def _key(obj: JSON) -> str:
+        return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+
+    def on_event(self, event: Event) -> None:
+        if event.key == NAMESPACE_KEY and event.type == "ADDED":
+            self.namespaces.add(event.name)
+        elif event.key == SERVICE_ACCOUNT_KEY:
+            if event.type == "DELETED":
+                self.orphans.add(event.obj["metadata"]["uid"])
+                if event.name == "default":
+                    self.namespaces.add(event.namespace)
+            else:
+                self.accounts.add(self._key(event.obj))
+        elif event.key == SECRET_KEY and event.type == "DELETED":
+            name = (event.obj["metadata"].get("annotations") or {}).get(
+                SERVICE_ACCOUNT_NAME_ANNOTATION
+            )
+            if event.obj.get("type") == TOKEN_SECRET_TYPE and name:
+                self.accounts.add(f"{event.namespace}/{name}")
+
+    def _type(self, key: tuple[str, str]) -> ResourceType:
+        rt = _rt(self.store, key)
+        assert rt is not None, key
+        return rt
+
+    def _open(self, namespace: str) -> bool:
+        ns = self.store.find(NAMESPACE_KEY, "", namespace)
+        return ns is not None and not ns["metadata"].get("deletionTimestamp")
+
+    def _ensure_default_accounts(self, namespaces: set[str]) -> None:
+        for namespace in namespaces:
+            if not self._open(namespace):
+                continue
+            if self.store.find(SERVICE_ACCOUNT_KEY, namespace, "default") is None:
+                try:
+                    self.store.create(
+                        self._type(SERVICE_ACCOUNT_KEY),
+                        namespace,
+                        {"metadata": {"name": "default"}},
+                    )
+                except ApiError as exc:
+                    log.debug("default service account in %s: %s", namespace, exc.message)
+
+    def _ensure_tokens(self, keys: set[str]) -> None:
+        for key in keys:
+            namespace, name = key.split("/", 1)
+            account = self.store.find(SERVICE_ACCOUNT_KEY, namespace, name)
+            if (
+                account is None
+                or account["metadata"].get("deletionTimestamp")
+                or not self._open(namespace)
+                or token_secret_of(self.store.find, account) is not None
+            ):
+                continue
+            try:
+                self._add_token(account)
+            except ApiError as exc:
+                log.debug("token for service account %s: %s", key, exc.message)
+
+    def _add_token(self, account: JSON) -> None:
+        namespace = account["metadata"]["namespace"]
+        name = account["metadata"]["name"]
+        secret = self.store.create(
+            self._type(SECRET_KEY),
+            namespace,
+            {
+                "metadata": {
+                    "generateName": f"{name}-token-",
+                    "annotations": {
+                        SERVICE_ACCOUNT_NAME_ANNOTATION: name,
+                        SERVICE_ACCOUNT_UID_ANNOTATION: account["metadata"]["uid"],
+                    },
+                },
+                "type": TOKEN_SECRET_TYPE,
+                "data": {
+                    "ca.crt": base64.b64encode(SIMULATED_CA).decode(),
+                    "namespace": base64.b64encode(namespace.encode()).decode(),
+                    "token": base64.b64encode(
+                        f"simulated.{secrets.token_urlsafe(32)}".encode()
+                    ).decode(),
+                },
+            },
+        )
+        updated = copy.deepcopy(account)
+        refs = [
+            ref
+            for ref in updated.get("secrets") or []
+            if isinstance(ref, dict)
+            and self.store.find(SECRET_KEY, namespace, str(ref.get("name")))
+        ]
+        refs.append({"name": secret["metadata"]["name"]})
+        updated["secrets"] = refs
+        self.store.update(
+            self._type(SERVICE_ACCOUNT_KEY), namespace, name, updated, require_rv=False
+        )
+
+    def _delete_tokens_of(self, uids: set[str]) -> None:
+        secret_type = self._type(SECRET_KEY)
+        for secret in self.store.objects(SECRET_KEY):
+            annotations = secret["metadata"].get("annotations") or {}
+            if (
+                secret.get("type") == TOKEN_SECRET_TYPE
+                and annotations.get(SERVICE_ACCOUNT_UID_ANNOTATION) in uids
+                and not secret["metadata"].get("deletionTimestamp")
+            ):
+                try:
+                    self.store.delete(
+                        secret_type, secret["metadata"]["namespace"], secret["metadata"]["name"]
+                    )
+                except ApiError as exc:
+                    log.debug("token secret of a deleted account: %s", exc.message)

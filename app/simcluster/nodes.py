@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import ipaddress
+import itertools
 import logging
 import secrets
 import uuid
@@ -50,6 +51,11 @@ class NodeSettings:
     cpu: str = "64"
     memory: str = "256Gi"
     pods: str = "110"
+    pod_cidr: str = str(POD_CIDR)
+    """Pod network; each node gets a /24 of it.  A loopback range (``127.244.0.0/16``) makes
+    pod IPs bindable, so forwarded container ports answer (see :mod:`.network`)."""
+    proxy_node_ports: bool = False
+    """Serve every NodePort on ``address`` like kube-proxy (see :mod:`.network`)."""
 
 
 def node_name(index: int) -> str:
@@ -124,6 +130,10 @@ class NodeSimulator:
                 continue
             self.store.create(self._nodes_type(), "", self._node_object(index))
 
+    def _node_cidr(self, index: int) -> str:
+        network = ipaddress.ip_network(self.settings.pod_cidr)
+        return str(next(itertools.islice(network.subnets(new_prefix=24), index, None)))
+
     def _node_object(self, index: int) -> JSON:
         name = node_name(index)
         stamp = now()
@@ -148,8 +158,8 @@ class NodeSimulator:
                 },
             },
             "spec": {
-                "podCIDR": str(list(POD_CIDR.subnets(new_prefix=24))[index]),
-                "podCIDRs": [str(list(POD_CIDR.subnets(new_prefix=24))[index])],
+                "podCIDR": self._node_cidr(index),
+                "podCIDRs": [self._node_cidr(index)],
             },
             "status": {
                 "addresses": [

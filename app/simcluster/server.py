@@ -27,10 +27,16 @@ import uvicorn
 import yaml
 
 from app.httpserver import EmbeddedServer
-from app.simcluster.controllers import CRDController, GarbageCollector, NamespaceController
+from app.simcluster.controllers import (
+    CRDController,
+    GarbageCollector,
+    NamespaceController,
+    ServiceAccountController,
+)
 from app.simcluster.errors import NotFound
 from app.simcluster.http import KubeApi, Options
 from app.simcluster.kinds import JSON
+from app.simcluster.network import PodNetwork
 from app.simcluster.nodes import NodeSettings, NodeSimulator
 from app.simcluster.store import Store
 
@@ -56,14 +62,20 @@ class SimCluster:
         node_settings: NodeSettings | None = None,
         options: Options | None = None,
         history_limit: int = 50_000,
+        service_accounts: bool = False,
     ) -> None:
+        """``service_accounts``: make each namespace's ``default`` ServiceAccount and every
+        account's token Secret, and mount the token into new pods, as a real cluster does
+        (off by default while tests that expect a namespace without Secrets are updated)."""
         self.host = host
+        self.service_accounts = service_accounts
         self.port = port
         self.state_file = state_file
         self.node_settings = node_settings or NodeSettings(count=nodes)
         self.options = options or Options()
         self.store = Store(history_limit=history_limit)
         self.nodes: NodeSimulator | None = None
+        self.network: PodNetwork | None = None
         self._server: EmbeddedServer | None = None
         self._serve_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -85,7 +97,16 @@ class SimCluster:
         GarbageCollector(self.store, loop)
         NamespaceController(self.store, loop)
         CRDController(self.store, loop)
+        if self.service_accounts:
+            ServiceAccountController(self.store, loop)
+            self.store.service_account_admission = True
         self.nodes = NodeSimulator(self.store, loop, self.node_settings)
+        self.network = PodNetwork(
+            self.store,
+            loop,
+            self.node_settings.address,
+            node_ports=self.node_settings.proxy_node_ports,
+        )
         self._bootstrap()
         if not restored:
             # A real server's bootstrap history is long compacted: watches from before now
@@ -114,12 +135,15 @@ class SimCluster:
                 self._serve_task.result()
             await asyncio.sleep(0.01)
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+        self.network.start()
         log.info("simulated Kubernetes API server on %s", self.url)
 
     async def stop(self) -> None:
         """Stop serving, close watches, and save the state."""
         for task in self._tasks:
             task.cancel()
+        if self.network is not None:
+            await self.network.stop()
         for watcher in list(self.store.watchers):
             self.store.unwatch(watcher)
         if self._server is not None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.simcluster import names, selectors, shapes
+from app.simcluster.admission import admit_pod
 from app.simcluster.errors import (
     AlreadyExists,
     ApiError,
@@ -194,6 +195,8 @@ class Store:
         self.listeners: list[Callable[[Event], None]] = []
         self.allocator = Allocator()
         self.terminating_crds: set[StorageKey] = set()
+        self.service_account_admission = False
+        """Run the ServiceAccount admission plugin on new pods (see ``admission.py``)."""
         self._random = random.Random()
 
     # ------------------------------------------------------------------ reads
@@ -494,6 +497,8 @@ class Store:
         if rt.status_subresource and rt.custom:
             obj.pop("status", None)
         rt.strategy.prepare_create(obj, self.allocator)
+        if self.service_account_admission and rt.storage_key == ("", "pods"):
+            admit_pod(obj, namespace, self.find)
         causes = self._validate_meta(rt, obj) + rt.strategy.validate(obj)
         name = str(metadata.get("name") or "")
         if causes:

@@ -216,7 +216,10 @@ def test_event_and_node_field_values() -> None:
 
 
 _key = st.from_regex(
-    r"[a-z]([a-z0-9.-]{0,8}[a-z0-9])?(/[a-z]([a-z0-9_]{0,5}[a-z0-9])?)?", fullmatch=True
+    # optional DNS-subdomain prefix (dot-separated labels), then a qualified name
+    r"([a-z]([a-z0-9-]{0,4}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,4}[a-z0-9])?)?/)?"
+    r"[a-z]([a-z0-9_.-]{0,8}[a-z0-9])?",
+    fullmatch=True,
 )
 _value = st.from_regex(r"([a-z0-9]([a-z0-9_.-]{0,6}[a-z0-9])?)?", fullmatch=True)
 _word = _value.filter(bool)

@@ -188,9 +188,12 @@ def rv(obj: Any) -> int:
 
 
 async def create_pod(core: client.CoreV1Api, namespace: str, body: dict[str, Any]) -> Any:
-    """Create a pod, retrying while a brand-new namespace has no ``default`` service account.
+    """Create a pod, retrying while the namespace's ``default`` service account is not ready.
 
-    A real API server refuses pods (403) until the service-account controller created it.
+    A real API server refuses pods until the service-account controller created the account
+    (403 "error looking up service account") and, for a pod that mounts its token, until the
+    token controller created the token Secret (500 ServerTimeout "No API token found for
+    service account", with ``retryAfterSeconds``).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
@@ -198,11 +201,21 @@ async def create_pod(core: client.CoreV1Api, namespace: str, body: dict[str, Any
         try:
             return await core.create_namespaced_pod(namespace, body)
         except ApiException as exc:
-            if exc.status != 403 or "service account" not in (exc.body or ""):
+            if not service_account_not_ready(exc):
                 raise
             if loop.time() >= deadline:
                 raise
             await asyncio.sleep(0.5)
+
+
+def service_account_not_ready(exc: ApiException) -> bool:
+    """The pod was refused only because its namespace's service account is not ready yet."""
+    body = exc.body or ""
+    if exc.status == 403:
+        return "service account" in body
+    if exc.status == 500:
+        return '"ServerTimeout"' in body and "No API token found for service account" in body
+    return False
 
 
 def pod_body(

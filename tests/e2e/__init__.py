@@ -1,0 +1,1 @@
+"""End-to-end tests on the real local cluster of ``scripts/local-cluster``."""
