@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from cross_web import HTTPException
+from graphql import GraphQLError, GraphQLFormattedError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
@@ -49,9 +50,18 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
     SubscribeMessage,
 )
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ErrorMessage as TransportErrorMessage,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as LegacyConnectionInitMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ErrorMessage as LegacyErrorMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    StartMessage as LegacyStartMessage,
 )
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
@@ -70,6 +80,9 @@ log = logging.getLogger(__name__)
 UNAUTHORIZED_CLOSE_CODE = 4401
 RATE_LIMITED_CLOSE_CODE = 4429
 TRY_AGAIN_LATER_CLOSE_CODE = 1013
+REVALIDATE_SECONDS = 30.0
+"""How often an open WebSocket checks that its token is still valid (closed with 4401 once
+revoked or expired, ending its subscriptions)."""
 
 
 def error_response(
@@ -136,16 +149,42 @@ def _body_problem(request: Request, body: bytes) -> str | None:
     return None
 
 
+def _watch_token(
+    view: object, websocket: Any, context: Context, token: str | None
+) -> asyncio.Task[None]:
+    """A task closing ``websocket`` with 4401 once ``token`` is revoked or expired."""
+
+    async def watch() -> None:
+        assert isinstance(view, DevboxGraphQL)
+        while True:
+            await asyncio.sleep(REVALIDATE_SECONDS)
+            try:
+                valid = await authenticator_of(view.services).viewer(token) is not None
+            except Exception:  # the database is down: keep the socket, check again later
+                log.warning("request %s: cannot check the API token", context.request_id)
+                continue
+            if not valid:
+                with contextlib.suppress(Exception):
+                    await websocket.close(UNAUTHORIZED_CLOSE_CODE, "Unauthorized")
+                return
+
+    return asyncio.create_task(watch())
+
+
 class _AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws: authenticate in ``connection_init`` or close with 4401.
 
     Each new operation checks the token again (from the short authentication cache), so a
-    revoked token cannot start new subscriptions on a connection opened before.
+    revoked token cannot start new subscriptions on a connection opened before, and spends
+    one request of the token's rate budget (an ``error`` message ``RATE_LIMITED`` if none is
+    left).  The token is checked again every :data:`REVALIDATE_SECONDS` as well: once it is
+    revoked or expired the socket closes with 4401, ending its subscriptions.
     """
 
     _token: str | None = None
+    _watch: asyncio.Task[None] | None = None
 
-    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+    async def _init(self, message: ConnectionInitMessage) -> None:
         payload = message.get("payload") or {}
         if (
             isinstance(payload, dict)
@@ -164,24 +203,37 @@ class _AuthenticatingTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             self._token = connection_token(payload)
         await super().handle_connection_init(message)
 
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await self._init(message)
+        if self.connection_acknowledged and self._watch is None:
+            self._watch = _watch_token(self.view, self.websocket, self.context, self._token)
+
+    async def shutdown(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        await super().shutdown()
+
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged:
             view = self.view
             assert isinstance(view, DevboxGraphQL)
-            try:
-                still = await authenticator_of(view.services).viewer(self._token)
-            except Exception:
-                log.exception("request %s: could not check the API token", self.context.request_id)
-                await self.websocket.close(TRY_AGAIN_LATER_CLOSE_CODE, "Retry later")
+            verdict = await view.admit_operation(self.context, self._token)
+            if isinstance(verdict, tuple):
+                await self.websocket.close(*verdict)
                 return
-            if still is None:
-                await self.websocket.close(UNAUTHORIZED_CLOSE_CODE, "Unauthorized")
+            if verdict is not None:
+                await self.send_message(
+                    TransportErrorMessage(id=message["id"], type="error", payload=[verdict])
+                )
                 return
         await super().handle_subscribe(message)
 
 
 class _AuthenticatingLegacyWS(BaseGraphQLWSHandler[Context, None]):
     """Legacy graphql-ws: the same, answering ``connection_error`` before closing."""
+
+    _token: str | None = None
+    _watch: asyncio.Task[None] | None = None
 
     async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
         payload = message.get("payload") or {}
@@ -195,7 +247,30 @@ class _AuthenticatingLegacyWS(BaseGraphQLWSHandler[Context, None]):
                 )
                 await self.websocket.close(code=refusal[0], reason=refusal[1])
                 return
+            self._token = connection_token(payload)
         await super().handle_connection_init(message)
+        if self.connection_acknowledged and self._watch is None:
+            self._watch = _watch_token(self.view, self.websocket, self.context, self._token)
+
+    async def cleanup(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        await super().cleanup()
+
+    async def handle_start(self, message: LegacyStartMessage) -> None:
+        if self.connection_acknowledged:
+            view = self.view
+            assert isinstance(view, DevboxGraphQL)
+            verdict = await view.admit_operation(self.context, self._token)
+            if isinstance(verdict, tuple):
+                await self.websocket.close(*verdict)
+                return
+            if verdict is not None:
+                await self.send_message(
+                    LegacyErrorMessage(type="error", id=message["id"], payload=verdict)
+                )
+                return
+        await super().handle_start(message)
 
 
 class DevboxGraphQL(GraphQL[Context, None]):
@@ -234,6 +309,26 @@ class DevboxGraphQL(GraphQL[Context, None]):
         if self.limiter.take(viewer.token_id) is not None:
             return RATE_LIMITED_CLOSE_CODE, "Too many requests"
         context.viewer = viewer
+        return None
+
+    async def admit_operation(
+        self, context: Context, token: str | None
+    ) -> tuple[int, str] | GraphQLFormattedError | None:
+        """Before each operation on an open WebSocket: None to run it; a ``(close code,
+        reason)`` when the token is no longer valid (revoked, expired) or cannot be checked;
+        a GraphQL error (``RATE_LIMITED``) to refuse this one operation."""
+        try:
+            viewer = await authenticator_of(self.services).viewer(token)
+        except Exception:
+            log.exception("request %s: could not check the API token", context.request_id)
+            return TRY_AGAIN_LATER_CLOSE_CODE, "Retry later"
+        if viewer is None:
+            return UNAUTHORIZED_CLOSE_CODE, "Unauthorized"
+        if self.limiter.take(viewer.token_id) is not None:
+            return GraphQLError(
+                "Too many requests for this API token; retry later.",
+                extensions={"code": "RATE_LIMITED", "requestId": context.request_id},
+            ).formatted
         return None
 
     async def process_result(self, request: Request, result: ExecutionResult) -> Any:

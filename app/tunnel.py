@@ -33,6 +33,8 @@ see the code) with:
 4429 the token already holds ``tunnel_max_per_token`` tunnels
 4502 the devbox's SSH port did not accept the connection
 4408 closed after ``tunnel_idle_timeout_seconds`` without a byte either way
+4401 (on an open tunnel) its token was revoked or expired (checked every
+     :data:`REVALIDATE_SECONDS`)
 1013 the server cannot check right now (its cache is not ready): retry
 1000 the SSH server closed the connection (or the client did)
 ==== =================================================================================
@@ -63,7 +65,7 @@ import binascii
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -90,7 +92,10 @@ CLOSE_CODES = {
     "devbox": (1000, "SSH connection closed"),
     "idle": (4408, "Idle timeout"),
     "protocol": (1003, "Binary frames only"),
+    "revoked": (4401, "Unauthorized"),
 }
+REVALIDATE_SECONDS = 30.0
+"""How often an open tunnel checks that its token is still valid (not revoked or expired)."""
 
 OPENED = Counter("devbox_tunnels_opened_total", "SSH tunnels opened.")
 CLOSED = Counter("devbox_tunnels_closed_total", "SSH tunnels closed, by reason.", ["reason"])
@@ -290,6 +295,7 @@ class Tunnels:
         self.idle_timeout = settings.tunnel_idle_timeout_seconds
         self.connect_timeout = settings.tunnel_connect_timeout_seconds
         self.activity = ActivityReporter(services, settings.tunnel_activity_interval_seconds)
+        self.revalidate_seconds = REVALIDATE_SECONDS
         self.per_token: dict[str, int] = {}
 
     async def __call__(self, websocket: WebSocket) -> None:
@@ -298,8 +304,9 @@ class Tunnels:
         offered = list(websocket.scope.get("subprotocols") or [])
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
         viewer: Viewer | None = None
+        token = request_token(websocket)
         try:
-            viewer, devbox = await self._authorize(websocket, namespace, name)
+            viewer, devbox = await self._authorize(token, namespace, name)
             # No await between the check and the count: concurrent opens cannot overshoot.
             if self.per_token.get(viewer.token_id, 0) >= self.max_per_token:
                 viewer = None
@@ -312,8 +319,15 @@ class Tunnels:
             await websocket.close(refusal.code, refusal.reason)
             self._release(viewer)
             return
+        except Exception:  # a bug or an unexpected answer: the slot is given back, no 500 page
+            log.exception("tunnel to %s/%s could not be opened", namespace, name)
+            REFUSED.labels("error").inc()
+            self._release(viewer)
+            await websocket.accept(subprotocol)
+            await websocket.close(1011, "Internal error; see the server log")
+            return
         try:
-            await self._open(websocket, subprotocol, viewer, namespace, name, target)
+            await self._open(websocket, subprotocol, viewer, token, namespace, name, target)
         finally:
             self._release(viewer)
 
@@ -328,10 +342,14 @@ class Tunnels:
             del self.per_token[viewer.token_id]
 
     async def _authorize(
-        self, websocket: WebSocket, namespace: str, name: str
+        self, token: str | None, namespace: str, name: str
     ) -> tuple[Viewer, Devbox]:
         """The viewer and its devbox; refused unless the viewer owns it."""
-        viewer = await authenticator_of(self.services).viewer(request_token(websocket))
+        try:
+            viewer = await authenticator_of(self.services).viewer(token)
+        except Exception as exc:  # the database is down: a clean "retry", not a 500
+            log.warning("tunnel: cannot check the API token", exc_info=True)
+            raise TunnelRefused(1013, "Try again later", "unavailable") from exc
         if viewer is None:
             raise _unauthenticated()
         if viewer.namespace != namespace:
@@ -364,6 +382,7 @@ class Tunnels:
         websocket: WebSocket,
         subprotocol: str | None,
         viewer: Viewer,
+        token: str | None,
         namespace: str,
         name: str,
         target: Target,
@@ -384,7 +403,13 @@ class Tunnels:
         ACTIVE.inc()
         self.activity.opened(namespace, name)
         started = time.monotonic()
-        relay = _Relay(websocket, reader, writer, self.idle_timeout)
+
+        async def still_valid() -> bool:
+            return await authenticator_of(self.services).viewer(token) is not None
+
+        relay = _Relay(
+            websocket, reader, writer, self.idle_timeout, still_valid, self.revalidate_seconds
+        )
         reason = "error"
         try:
             reason = await relay.run()
@@ -416,21 +441,27 @@ class _Relay:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         idle_timeout: float,
+        still_valid: Callable[[], Awaitable[bool]],
+        revalidate_seconds: float,
     ) -> None:
         self.websocket = websocket
         self.reader = reader
         self.writer = writer
         self.idle_timeout = idle_timeout
+        self.still_valid = still_valid
+        self.revalidate_seconds = revalidate_seconds
         self.last_io = time.monotonic()
         self.to_devbox = 0
         self.from_devbox = 0
 
     async def run(self) -> str:
-        """Relay; why it ended: ``client``, ``devbox``, ``idle``, ``protocol`` or ``error``."""
+        """Relay; why it ended: ``client``, ``devbox``, ``idle``, ``protocol``, ``revoked``
+        or ``error``."""
         jobs: dict[asyncio.Task[str], str] = {
             asyncio.create_task(self._upstream()): "up",
             asyncio.create_task(self._downstream()): "down",
             asyncio.create_task(self._idle()): "idle",
+            asyncio.create_task(self._token_check()): "token",
         }
         try:
             done, _ = await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
@@ -488,6 +519,18 @@ class _Relay:
                 return "client"
             self.from_devbox += len(chunk)
             BYTES.labels("from_devbox").inc(len(chunk))
+
+    async def _token_check(self) -> str:
+        """Ends the tunnel once its token is revoked or expired."""
+        while True:
+            await asyncio.sleep(self.revalidate_seconds)
+            try:
+                valid = await self.still_valid()
+            except Exception:  # the database is down: keep the tunnel, check again later
+                log.warning("tunnel: cannot check its token; checking again later", exc_info=True)
+                continue
+            if not valid:
+                return "revoked"
 
     async def _idle(self) -> str:
         while True:

@@ -172,6 +172,22 @@ async def test_a_token_may_hold_only_so_many_tunnels(stack: Stack, box: Box) -> 
         assert await asyncio.wait_for(again.recv(), 10) == BANNER
 
 
+@pytest.mark.parametrize("tunnel_settings", [{"tunnel_max_per_token": 1}])
+async def test_an_unexpected_failure_gives_the_tunnel_slot_back(
+    stack: Stack, box: Box, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.tunnel import Tunnels
+
+    async def broken(self: Tunnels, devbox: object) -> object:
+        raise RuntimeError("unexpected")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Tunnels, "_target", broken)
+        assert (await refusal(stack, box.namespace, box.name, box.token))[0] == 1011
+    async with tunnel(stack, box.namespace, box.name, box.token) as again:  # slot was freed
+        assert await asyncio.wait_for(again.recv(), 10) == BANNER
+
+
 @pytest.mark.parametrize("tunnel_settings", [{"tunnel_idle_timeout_seconds": 0.5}])
 async def test_an_idle_tunnel_is_closed(stack: Stack, box: Box) -> None:
     async with tunnel(stack, box.namespace, box.name, box.token) as connection:
@@ -269,3 +285,40 @@ async def test_reconnecting_tunnels_write_activity_at_most_once_per_interval(
         await asyncio.sleep(0.5)  # a rewrite would carry a later second
         await connect_once()
     assert await activity() == first  # the default interval is a minute
+
+
+async def test_revoking_the_token_closes_its_open_tunnel(stack: Stack, box: Box) -> None:
+    from app.tunnel import tunnels_of
+
+    tunnels_of(stack.server.services).revalidate_seconds = 0.2
+    async with tunnel(stack, box.namespace, box.name, box.token) as connection:
+        assert await asyncio.wait_for(connection.recv(), 10) == BANNER
+        listed = await stack.gql(box.token, "{ apiTokens(first: 5) { edges { node { id } } } }")
+        token_id = listed["apiTokens"]["edges"][0]["node"]["id"]
+        await stack.gql(
+            box.token,
+            "mutation($id: ID!) { apiTokenRevoke(input: {id: $id}) { userErrors { code } } }",
+            id=token_id,
+        )
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(connection.recv(), 10)
+        assert connection.close_code == 4401
+
+
+async def test_a_database_outage_is_a_retry_later_not_a_server_error(
+    stack: Stack, box: Box
+) -> None:
+    from app.db.engine import create_engine, session_factory
+
+    services = stack.server.services
+    working = services.sessionmaker
+    dead = create_engine("postgresql+asyncpg://postgres@127.0.0.1:9/nowhere")
+    services.sessionmaker = session_factory(dead)
+    services.extras.pop("authenticator", None)  # forget verified tokens
+    try:
+        code, _ = await refusal(stack, box.namespace, box.name, box.token)
+    finally:
+        services.sessionmaker = working
+        services.extras.pop("authenticator", None)
+        await dead.dispose()
+    assert code == 1013

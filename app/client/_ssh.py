@@ -25,6 +25,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.client._errors import OperationFailed
+
 INCLUDE_LINE = "Include ~/.ssh/devbox/config"
 
 
@@ -44,8 +46,20 @@ def known_hosts() -> Path:
     return managed_dir() / "known_hosts"
 
 
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+"""An alias, user, devbox or namespace name as it may appear in a file name or ssh_config."""
+_HOST = re.compile(r"[A-Za-z0-9._:%\[\]-]{1,253}")
+
+
+def checked(what: str, value: str, pattern: re.Pattern[str] = _WORD) -> str:
+    """``value`` when it is safe in a file name / ssh_config line (the server sends it)."""
+    if not pattern.fullmatch(value):
+        raise OperationFailed(f"the server sent an unusable SSH {what}: {value[:80]!r}")
+    return value
+
+
 def key_path(alias: str) -> Path:
-    return managed_dir() / alias
+    return managed_dir() / checked("host alias", alias)
 
 
 def self_command() -> list[str]:
@@ -80,6 +94,14 @@ class Entry:
         return shlex.join(command).replace("%", "%%")
 
     def render(self) -> str:
+        checked("host alias", self.alias)
+        checked("devbox name", self.name)
+        checked("namespace", self.namespace)
+        checked("user", self.user)
+        if self.host is not None:
+            checked("host", self.host, _HOST)
+        if self.port is not None and not (isinstance(self.port, int) and 0 < self.port < 65536):
+            raise OperationFailed(f"the server sent an unusable SSH port: {self.port!r}")
         lines = [f"# BEGIN devbox {self.alias}", f"Host {self.alias}"]
         if self.tunnel:
             lines += [f"  HostName {self.alias}", f"  ProxyCommand {self.proxy_command()}"]
@@ -158,13 +180,14 @@ def ensure_include() -> bool:
         if len(words) >= 2 and words[0].lower() == "include" and targets & set(words[1:]):
             return False
     if config.exists():
-        mode = config.stat().st_mode & 0o777
-        fd, temporary = tempfile.mkstemp(dir=config.parent, prefix=".config-")
+        target = config.resolve()  # a symlinked config (dotfiles) stays a symlink
+        mode = target.stat().st_mode & 0o777
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-")
         try:
             os.fchmod(fd, mode)
             with os.fdopen(fd, "w") as handle:
                 handle.write(INCLUDE_LINE + "\n\n" + current)
-            os.replace(temporary, config)
+            os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise

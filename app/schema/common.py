@@ -14,6 +14,7 @@ Errors (top-level, shown to the client; all are :class:`~app.schema.errors.ApiEr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ import strawberry
 
 from app import validation
 from app.apicache import ReadCache
+from app.kubeclient import JSON, Kind, KubeError
 from app.resources import Port as PortModel
 from app.schema.context import Info
 from app.schema.errors import ApiError
@@ -113,3 +115,33 @@ def map_connection(page: Connection[T], node: Callable[[T], U]) -> Connection[U]
         page_info=page.page_info,
         total_count=page.total_count,
     )
+
+
+SHARED_LIST_SECONDS = 1.0
+"""How long fields of one request (or one WebSocket connection) share a Kubernetes list."""
+
+
+async def shared_list(
+    info: Info, kind: Kind, namespace: str, label_selector: str = ""
+) -> list[JSON]:
+    """``kind`` objects of ``namespace``, listed once for all the fields that ask within
+    :data:`SHARED_LIST_SECONDS` — so ``devboxes(first: 100) { events … ssh { privateKey } }``
+    costs one list per kind, not one per devbox (and aliases cannot multiply it).  Kubernetes
+    failures raise :class:`KubernetesUnavailable`."""
+    loop = asyncio.get_running_loop()
+    key = (kind.plural, namespace, label_selector)
+    lists = info.context.lists
+    held = lists.get(key)
+    if held is None or loop.time() - held[0] > SHARED_LIST_SECONDS:
+        kube = info.context.services.kube
+        future = asyncio.ensure_future(
+            kube.list_objects(kind, namespace, label_selector=label_selector or None)
+        )
+        held = (loop.time(), future)
+        lists[key] = held
+    try:
+        items, _ = await asyncio.shield(held[1])
+    except KubeError as exc:
+        lists.pop(key, None)
+        raise KubernetesUnavailable(f"{kind.plural} could not be read; retry later") from exc
+    return list(items)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,10 @@ class Context:
     viewer: Viewer | None = None
     client_address: str | None = None
     user_agent: str | None = None
+    lists: dict[tuple[str, str, str], tuple[float, asyncio.Future[Any]]] = field(
+        default_factory=dict
+    )
+    """Kubernetes lists shared by the fields of one request (see :func:`shared_list`)."""
 
 
 Info = strawberry.Info[Context, None]

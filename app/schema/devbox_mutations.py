@@ -510,11 +510,29 @@ def _exists(name: str) -> UserError:
     )
 
 
+def _not_owner(viewer: Viewer, devbox: Devbox, verb: str) -> MutationResult | None:
+    """A FORBIDDEN result unless the viewer owns the devbox or is an admin.  Users of one
+    namespace see each other's devboxes, but only the owner changes, stops, deletes or
+    releases one (its files and SSH key are the owner's)."""
+    if devbox.spec.owner == viewer.user_name or viewer.is_admin:
+        return None
+    return _failed(
+        devbox.name,
+        user_error(
+            [*INPUT, "name"],
+            f"Only the devbox's owner ({devbox.spec.owner}) or an admin may {verb} it.",
+            UserErrorCode.FORBIDDEN,
+        ),
+    )
+
+
 async def _update(info: Info, input: DevboxUpdateInput) -> DevboxUpdatePayload:
     async def perform(viewer: Viewer) -> MutationResult:
         devbox = read_cache(info).devbox(viewer.namespace, input.name)
         if devbox is None:
             return _not_found(input.name)
+        if (refused := _not_owner(viewer, devbox, "change")) is not None:
+            return refused
         errors = _spec_errors(
             info,
             resources=input.resources,
@@ -598,6 +616,8 @@ async def _state_action(
         devbox = read_cache(info).devbox(viewer.namespace, name)
         if devbox is None:
             return _not_found(name)
+        if (refused := _not_owner(viewer, devbox, "start, stop or restore")) is not None:
+            return refused
         patch = body(devbox)
         if isinstance(patch, UserError):
             return _failed(name, patch)
@@ -714,6 +734,8 @@ async def _delete(info: Info, input: DevboxDeleteInput) -> DevboxDeletePayload:
         devbox = read_cache(info).devbox(viewer.namespace, input.name)
         if devbox is None:
             return _not_found(input.name)
+        if (refused := _not_owner(viewer, devbox, "delete")) is not None:
+            return refused
         kube = info.context.services.kube
         try:
             if input.abandon_changes:
@@ -790,6 +812,10 @@ async def _release(info: Info, input: DevboxReleaseInput) -> DevboxReleasePayloa
         devbox = cache.devbox(viewer.namespace, input.name)
         if devbox is None:
             return _not_found(input.name)
+        # A release is a copy of the devbox's files: whoever starts a devbox from it owns
+        # that one and gets its SSH key.  Only the owner (or an admin) releases.
+        if (refused := _not_owner(viewer, devbox, "release")) is not None:
+            return refused
         if errors:
             return _failed(input.name, *errors)
         if not any(c.status == CommitStatus.SUCCEEDED for c in devbox.status.commits):
@@ -926,7 +952,10 @@ async def _runtime_from_release(
                     ports=list(devbox.spec.ports) if devbox else [],
                     user=base.spec.user if base else "root",
                     working_dir=base.spec.working_dir if base else "/root",
-                    env=list(devbox.spec.env) if devbox else [],
+                    # A devbox's env often holds secrets: never hand them to every namespace.
+                    env=list(devbox.spec.env)
+                    if devbox and input.visibility is VisibilityEnum.PRIVATE
+                    else [],
                     command=list(base.spec.command) if base else [],
                     ssh_port=base.spec.ssh_port if base else v.SSH_PORT,
                     visibility=Visibility(input.visibility.value),

@@ -17,7 +17,7 @@ from typing import Any
 
 import strawberry
 
-from app.kubeclient import EVENTS, JSON, SECRETS, KubeError
+from app.kubeclient import EVENTS, JSON, SECRETS
 from app.resources import (
     Commit,
     Devbox,
@@ -28,11 +28,11 @@ from app.resources import (
 from app.schema.audit import AuditEventConnection, audit_events_connection
 from app.schema.common import (
     EnvVar,
-    KubernetesUnavailable,
     Protocol,
     field,
     map_connection,
     read_cache,
+    shared_list,
 )
 from app.schema.context import Info, Viewer, require_viewer
 from app.schema.relay import (
@@ -276,15 +276,7 @@ class SSHAccess:
 
 async def _ssh_secret(info: Info, devbox: Devbox) -> JSON | None:
     """The devbox's SSH Secret (a child the controller made: labelled and owned by it)."""
-    kube = info.context.services.kube
-    try:
-        secrets, _ = await kube.list_objects(
-            SECRETS,
-            devbox.namespace,
-            label_selector=f"{DEVBOX_LABEL}={devbox.name}",
-        )
-    except KubeError as exc:
-        raise KubernetesUnavailable("the SSH key could not be read; retry later") from exc
+    secrets = await shared_list(info, SECRETS, devbox.namespace, label_selector=DEVBOX_LABEL)
     for secret in secrets:
         owners = (secret.get("metadata") or {}).get("ownerReferences") or []
         owned = any(
@@ -482,11 +474,7 @@ class DevboxNode(Node):
         self, info: Info, first: int, after: str | None = None
     ) -> Connection[DevboxEvent]:
         check_first(first)
-        kube = info.context.services.kube
-        try:
-            items, _ = await kube.list_objects(EVENTS, self.obj.namespace)
-        except KubeError as exc:
-            raise KubernetesUnavailable("events could not be read; retry later") from exc
+        items = await shared_list(info, EVENTS, self.obj.namespace)
         mine = [e for e in items if _about(e, self.obj)]
         mine.sort(key=_event_time, reverse=True)
         page = paginate(

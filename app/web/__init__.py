@@ -56,7 +56,8 @@ ASSET_SUFFIXES = frozenset({".html", ".css", ".js", ".svg", ".graphql"})
 
 
 class _Assets(StaticFiles):
-    """The page's assets: revalidated (no stale JavaScript after an upgrade), never sniffed."""
+    """The page's assets: revalidated (no stale JavaScript after an upgrade), never sniffed,
+    and under the page's Content-Security-Policy (``/static/index.html`` is the page too)."""
 
     def lookup_path(self, path: str) -> tuple[str, os.stat_result | None]:
         if PurePosixPath(path).suffix not in ASSET_SUFFIXES:
@@ -71,8 +72,7 @@ class _Assets(StaticFiles):
         status_code: int = 200,
     ) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
-        response.headers["Cache-Control"] = "no-cache"
-        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.update(PAGE_HEADERS)
         return response
 
 

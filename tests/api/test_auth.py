@@ -188,3 +188,63 @@ async def test_revoked_token_cannot_start_new_operations_on_an_open_socket(
         await client.subscribe(VIEWER)
         code, _ = await client.closed()
     assert code == 4401
+
+
+async def test_revoked_token_cannot_start_operations_on_an_open_legacy_socket(
+    api_server: ApiServer,
+) -> None:
+    _, token = await api_server.make_user("alice")
+    client = await api_server.ws_connect("graphql-ws")
+    try:
+        await client.send({"type": "connection_init", "payload": {"token": token}})
+        assert (await client.receive())["type"] == "connection_ack"
+        listed = await api_server.gql(
+            "{ apiTokens(first: 5) { edges { node { id } } } }", token=token
+        )
+        token_id = listed["data"]["apiTokens"]["edges"][0]["node"]["id"]
+        await api_server.gql(
+            "mutation($id: ID!) { apiTokenRevoke(input: {id: $id}) { userErrors { code } } }",
+            {"id": token_id},
+            token,
+        )
+        await client.send(
+            {
+                "id": "1",
+                "type": "start",
+                "payload": {"query": "subscription { devboxesChanged { type } }"},
+            }
+        )
+        code, _ = await client.closed()
+    finally:
+        await client.aclose()
+    assert code == 4401
+
+
+@pytest.mark.parametrize("subprotocol", ["graphql-transport-ws", "graphql-ws"])
+async def test_revoking_a_token_ends_its_open_subscriptions(
+    api_server: ApiServer, monkeypatch: pytest.MonkeyPatch, subprotocol: str
+) -> None:
+    import app.api
+
+    monkeypatch.setattr(app.api, "REVALIDATE_SECONDS", 0.2)
+    _, token = await api_server.make_user("alice")
+    client = await api_server.ws_connect(subprotocol)
+    try:
+        await client.send({"type": "connection_init", "payload": {"token": token}})
+        assert (await client.receive())["type"] == "connection_ack"
+        start = "subscribe" if subprotocol == "graphql-transport-ws" else "start"
+        query = "subscription { devboxesChanged { type } }"
+        await client.send({"id": "1", "type": start, "payload": {"query": query}})
+        listed = await api_server.gql(
+            "{ apiTokens(first: 5) { edges { node { id } } } }", token=token
+        )
+        token_id = listed["data"]["apiTokens"]["edges"][0]["node"]["id"]
+        await api_server.gql(
+            "mutation($id: ID!) { apiTokenRevoke(input: {id: $id}) { userErrors { code } } }",
+            {"id": token_id},
+            token,
+        )
+        code, _ = await client.closed()
+    finally:
+        await client.aclose()
+    assert code == 4401

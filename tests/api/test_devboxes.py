@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.kubeclient import DEVBOXES
+from app.schema.common import SHARED_LIST_SECONDS
 from tests.api.stack import DEVBOX, Stack, running_stack
 from tests.fixtures.simcluster import Sim
+from tests.fixtures.waiting import until_async
 
 
 @pytest.fixture
@@ -348,3 +351,31 @@ async def test_the_audit_row_keeps_env_names_but_not_their_values(stack: Stack) 
     assert row.input["env"][0]["name"] == "API_KEY"
     assert "s3cret-v4lue" not in str(row.input)
     assert row.input["name"] == "box"
+
+
+async def test_events_and_keys_of_a_page_cost_one_kubernetes_list_each(
+    sim: Sim, api_database: str, tmp_path: Path
+) -> None:
+    async with running_stack(sim, api_database, tmp_path, controller=True) as stack:
+        token = await stack.user("alice")
+        for name in ("one", "two", "three"):
+            assert (await stack.create(token, name))["userErrors"] == []
+        each = (
+            "{ edges { node { phase events(first: 5) { edges { cursor } } ssh { privateKey } } } }"
+        )
+        query = f"{{ a: devboxes(first: 10) {each} b: devboxes(first: 10) {each} }}"
+
+        async def keyed() -> dict[str, Any] | None:
+            data = await stack.gql(token, query)
+            keys = [(e["node"]["ssh"] or {}).get("privateKey") for e in data["a"]["edges"]]
+            return data if all(keys) else None
+
+        await until_async(keyed, 20, "every devbox has its SSH key")
+        await asyncio.sleep(SHARED_LIST_SECONDS + 0.1)  # nothing shared from earlier requests
+        kube = stack.server.services.kube
+        before = kube.requests
+        data = await stack.gql(token, query)
+        assert len(data["b"]["edges"]) == 3
+        assert all(e["node"]["ssh"]["privateKey"] for e in data["b"]["edges"])
+        # One list of events and one of SSH secrets, not one of each per devbox and alias.
+        assert kube.requests - before == 2

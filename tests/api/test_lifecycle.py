@@ -64,7 +64,8 @@ async def mutate(stack: Stack, token: str, mutation: str, args: str, fields: str
 async def test_the_whole_life_of_a_devbox(stack: Stack) -> None:
     token = await stack.user("alice")
     ns = (await stack.gql(token, "{ viewer { namespace } }"))["viewer"]["namespace"]
-    assert (await stack.create(token, "box"))["userErrors"] == []
+    secret_env = [{"name": "API_TOKEN", "value": "s3cret-value"}]
+    assert (await stack.create(token, "box", env=secret_env))["userErrors"] == []
     await api_phase(stack, token, "RUNNING")
 
     # SSH: the owner gets everything, including the private key.
@@ -84,6 +85,32 @@ async def test_the_whole_life_of_a_devbox(stack: Stack) -> None:
     theirs = (await stack.gql(bob, SSH))["devbox"]["ssh"]
     assert theirs["privateKey"] is None
     assert theirs["host"] == ssh["host"]
+    # ... nor may they release it (a devbox started from the release would be theirs).
+    refused_release = await stack.gql(
+        bob,
+        'mutation { devboxRelease(input: {name: "box", version: "v9.9.9"}) '
+        "{ release { id } userErrors { field code } } }",
+    )
+    assert refused_release["devboxRelease"] == {
+        "release": None,
+        "userErrors": [{"field": ["input", "name"], "code": "FORBIDDEN"}],
+    }
+    # ... nor change, stop or delete it: only its owner (or an admin) does.
+    for mutation, args in (
+        ("devboxUpdate", 'name: "box", env: [{name: "X", value: "1"}]'),
+        ("devboxStop", 'name: "box"'),
+        ("devboxRestart", 'name: "box"'),
+        ("devboxDelete", 'name: "box"'),
+    ):
+        answer = await stack.gql(
+            bob, f"mutation {{ {mutation}(input: {{{args}}}) {{ userErrors {{ field code }} }} }}"
+        )
+        assert answer[mutation]["userErrors"] == [
+            {"field": ["input", "name"], "code": "FORBIDDEN"}
+        ], mutation
+    untouched = (await stack.gql(token, '{ devbox(name: "box") { state env { name } } }'))["devbox"]
+    assert untouched["state"] == "RUNNING"
+    assert [e["name"] for e in untouched["env"]] == ["API_TOKEN"]
 
     # Stop: a commit is recorded and shown.
     await mutate(stack, token, "devboxStop", 'name: "box"', "devbox { state }")
@@ -141,8 +168,13 @@ async def test_the_whole_life_of_a_devbox(stack: Stack) -> None:
         "official": False,
         "sharedFrom": {"namespace": ns, "devbox": "box", "release": release["name"]},
     }
-    # Anyone can create a devbox from a public runtime.
+    # Anyone can create a devbox from a public runtime, and sees none of the devbox's env.
     carol = await stack.user("carol")
+    seen = await stack.gql(
+        carol,
+        f'{{ runtime(id: "{shared["runtime"]["id"]}") {{ env {{ name value }} }} }}',
+    )
+    assert "s3cret-value" not in str(seen)
     from_release = await stack.create(carol, "copy", runtime=shared["runtime"]["id"])
     assert from_release["userErrors"] == []
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from tests.fixtures.api import ApiServer
+import pytest
+
+from tests.fixtures.api import ApiServer, SubscriptionError
 
 AUDIT = "{ auditEvents(first: 5) { edges { node { actor { userName } } } } }"
 
@@ -136,3 +138,18 @@ async def test_repeated_invalid_query_gets_each_requests_own_id(api_server: ApiS
         assert error["extensions"]["requestId"] == response.headers["x-request-id"]  # type: ignore[index]
         ids.append(response.headers["x-request-id"])
     assert ids[0] != ids[1]
+
+
+async def test_rate_limit_also_applies_to_operations_over_a_websocket(
+    start_api: Callable[..., Awaitable[ApiServer]],
+) -> None:
+    server = await start_api(rate_limit_burst=3, rate_limit_per_second=0.05)
+    _, alice = await server.make_user("alice")
+    async with server.ws(alice) as client:  # connection_init spends one request
+        for _ in range(2):
+            ident = await client.subscribe("{ version }")
+            assert "version" in (await client.next_payload(ident))["data"]
+        ident = await client.subscribe("{ version }")
+        with pytest.raises(SubscriptionError) as refused:
+            await client.next_payload(ident)
+    assert refused.value.payload[0]["extensions"]["code"] == "RATE_LIMITED"

@@ -167,3 +167,63 @@ async def test_ssh_proxy_refuses_a_devbox_of_another_namespace(
     )
     assert result.code == 3, result  # not found, exactly like a missing devbox
     assert box.namespace not in result.stderr
+
+
+def test_ssh_config_include_keeps_a_symlinked_config_a_symlink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.client import _ssh
+
+    home = tmp_path / "home"
+    dotfiles = tmp_path / "dotfiles"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    dotfiles.mkdir()
+    real = dotfiles / "ssh_config"
+    real.write_text("Host work\n  HostName work.example\n")
+    real.chmod(0o644)
+    (home / ".ssh" / "config").symlink_to(real)
+    monkeypatch.setenv("HOME", str(home))
+
+    assert _ssh.ensure_include() is True
+    assert (home / ".ssh" / "config").is_symlink()  # the user's dotfiles link survives
+    assert real.read_text() == _ssh.INCLUDE_LINE + "\n\nHost work\n  HostName work.example\n"
+    assert real.stat().st_mode & 0o777 == 0o644
+    assert _ssh.ensure_include() is False
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("alias", "../../.bashrc"),
+        ("alias", "box\n  ProxyCommand touch /tmp/pwned"),
+        ("host", "10.0.0.1\n  ProxyCommand touch /tmp/pwned"),
+        ("user", "root\nMatch all"),
+        ("name", "box\n  LocalCommand id"),
+    ],
+)
+def test_ssh_config_refuses_server_values_that_would_escape_the_managed_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    from app.client import _ssh
+    from app.client._errors import ClientError
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    fields = {
+        "alias": "devbox-ns-box",
+        "name": "box",
+        "namespace": "ns",
+        "user": "root",
+        "host": "10.0.0.1",
+        "port": 30022,
+    }
+    fields[field] = value
+
+    def write() -> None:
+        _ssh.write_key(str(fields["alias"]), "KEY")
+        _ssh.write_entries([_ssh.Entry(**fields)])  # type: ignore[arg-type]
+
+    with pytest.raises(ClientError):
+        write()
+    assert not (tmp_path / ".bashrc").exists()
+    managed = tmp_path / ".ssh" / "devbox" / "config"
+    assert not managed.exists() or "\n  ProxyCommand touch" not in managed.read_text()
