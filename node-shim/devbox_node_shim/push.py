@@ -3,8 +3,12 @@
 :class:`RegistryPusher` pushes an image from containerd's content store: for each blob the
 registry client asks ``HEAD`` first, then tries a cross-repository mount from the repositories
 the blob came from (the container's image), then uploads; the manifest goes last, so a registry
-never holds a tag whose blobs are missing.  Credentials come from a docker ``config.json``
-(a mounted Secret), re-read when the file changes.
+never holds a tag whose blobs are missing.  Blobs this pusher put in (or found in) a repository
+in the last :data:`PRESENT_SECONDS` are not asked for again — the next commit of a devbox shares
+all but one layer with the previous one, and each ``HEAD`` is a round trip; should the registry
+have lost one meanwhile (garbage collection), the manifest is refused with
+``MANIFEST_BLOB_UNKNOWN`` and the push starts over checking every blob.  Credentials come
+from a docker ``config.json`` (a mounted Secret), re-read when the file changes.
 
 Registry errors become commit errors of step ``push`` (:mod:`commit`'s tree):
 ``RegistryUnavailable`` → :class:`commit.RegistryUnavailable` (temporary),
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
@@ -22,6 +27,9 @@ from devbox_node_shim import commit, registry
 from devbox_node_shim.containerd import Descriptor
 from devbox_node_shim.registry import Blob, Reference, RegistryClient
 from devbox_node_shim.settings import Settings
+
+PRESENT_SECONDS = 600.0
+"""How long a blob this pusher saw in a repository is taken as still there."""
 
 
 def _translate(exc: registry.RegistryError, step: str = "push") -> commit.CommitError:
@@ -50,6 +58,8 @@ class RegistryPusher:
         self.insecure = tuple(insecure)
         self._client = client
         self._auth_stamp: tuple[float, int] | None = None
+        self._present: dict[tuple[str, str], dict[str, float]] = {}
+        """(registry, repository) → blob digest → when it was last known to be there."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RegistryPusher:
@@ -115,10 +125,25 @@ class RegistryPusher:
                     progress=report,
                 )
 
+            known = self._present.setdefault((ref.registry, ref.repository), {})
+            now = time.monotonic()
+            for digest, seen in list(known.items()):
+                if now - seen > PRESENT_SECONDS:
+                    del known[digest]
+            unique = _unique(blobs)
             # Blobs go up side by side (most are a HEAD away from done); the manifest last,
             # so the registry never holds a tag whose blobs are missing.
-            await asyncio.gather(*(push_one(d) for d in _unique(blobs)))
-            await client.push_manifest(ref, manifest_bytes, manifest.media_type)
+            await asyncio.gather(*(push_one(d) for d in unique if d.digest not in known))
+            try:
+                await client.push_manifest(ref, manifest_bytes, manifest.media_type)
+            except registry.RegistryError as exc:
+                if "MANIFEST_BLOB_UNKNOWN" not in exc.code or not known:
+                    raise
+                known.clear()  # the registry lost a blob we took as present: check them all
+                await asyncio.gather(*(push_one(d) for d in unique))
+                await client.push_manifest(ref, manifest_bytes, manifest.media_type)
+            seen_at = time.monotonic()
+            known.update((d.digest, seen_at) for d in unique)
             progress(total, total)
         except registry.RegistryError as exc:
             raise _translate(exc) from exc
