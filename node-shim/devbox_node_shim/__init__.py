@@ -7,7 +7,8 @@ Layers, top to bottom (each module's docstring draws its exception tree)::
     server      gRPC servicer, bearer-token auth, idempotency; settings, records (on disk)
     commit      the commit pipeline as named steps; push (its registry step); image (OCI
                 documents: parent read, new config and manifest built)
-    overlay_diff, compress, spool, layer_apply    layer tars (no calls to services)
+    overlay_diff, squash, compress, spool, tarwriter, layer_apply
+                layer tars (no calls to services)
     containerd  the only module talking to containerd (stubs: containerd_api, generated)
     registry    the only module talking to registries
 """

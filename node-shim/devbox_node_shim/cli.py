@@ -57,9 +57,15 @@ def serve(
     from devbox_node_shim.server import Server
     from devbox_node_shim.settings import Settings, SettingsError
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        typer.echo(
+            f"devbox-node-shim: unknown --log-level {log_level!r} "
+            "(DEBUG, INFO, WARNING, ERROR or CRITICAL)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings() if port is None else Settings(port=port)
         settings.bearer_token()

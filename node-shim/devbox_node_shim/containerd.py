@@ -195,15 +195,6 @@ class Image:
     labels: Mapping[str, str]
 
 
-@dataclass(frozen=True)
-class ContentInfo:
-    """A blob in the content store."""
-
-    digest: str
-    size: int
-    labels: Mapping[str, str]
-
-
 class ContainerdClient:
     """containerd on a socket, in one namespace (and, through :meth:`leased`, one lease)."""
 
@@ -412,14 +403,6 @@ class ContainerdClient:
         )
         return response.exit_status
 
-    async def delete_task(self, container_id: str) -> int:
-        response = await self._call(
-            "/containerd.services.tasks.v1.Tasks/Delete",
-            tasks_pb2.DeleteTaskRequest(container_id=container_id),
-            tasks_pb2.DeleteResponse,
-        )
-        return response.exit_status
-
     # --- diff ------------------------------------------------------------------------------
 
     async def diff(
@@ -461,15 +444,6 @@ class ContainerdClient:
         return Descriptor.from_pb(response.applied)
 
     # --- content ---------------------------------------------------------------------------
-
-    async def content_info(self, digest: str) -> ContentInfo:
-        response = await self._call(
-            "/containerd.services.content.v1.Content/Info",
-            content_pb2.InfoRequest(digest=digest),
-            content_pb2.InfoResponse,
-        )
-        info = response.info
-        return ContentInfo(info.digest, info.size, dict(info.labels))
 
     async def update_content_labels(self, digest: str, labels: Mapping[str, str]) -> None:
         """Set ``labels`` on a blob (other labels are kept)."""
@@ -566,14 +540,6 @@ class ContainerdClient:
             images_pb2.GetImageResponse,
         )
         return _image(response.image)
-
-    async def images(self, *filters: str) -> list[Image]:
-        response = await self._call(
-            "/containerd.services.images.v1.Images/List",
-            images_pb2.ListImagesRequest(filters=list(filters)),
-            images_pb2.ListImagesResponse,
-        )
-        return [_image(i) for i in response.images]
 
     async def put_image(
         self, name: str, target: Descriptor, labels: Mapping[str, str] = {}

@@ -178,14 +178,17 @@ def load_docker_config(path: str | os.PathLike[str]) -> dict[str, Credentials]:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise RegistryAuthError(f"cannot read registry credentials from {path}: {exc}") from exc
+    auths = (data.get("auths") or {}) if isinstance(data, dict) else None
+    if not isinstance(auths, dict):
+        raise RegistryAuthError(f"{path} is not a docker config: want {{'auths': {{...}}}}")
     result: dict[str, Credentials] = {}
-    for key, entry in (data.get("auths") or {}).items():
+    for key, entry in auths.items():
         if not isinstance(entry, dict):
             continue
         if entry.get("auth"):
             try:
                 user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            except (ValueError, UnicodeDecodeError) as exc:
+            except (TypeError, ValueError, UnicodeDecodeError) as exc:
                 raise RegistryAuthError(f"bad auth entry for {key} in {path}") from exc
         else:
             user, password = entry.get("username", ""), entry.get("password", "")

@@ -8,7 +8,8 @@ Every call must carry ``authorization: Bearer <token>`` (checked by :class:`Bear
 * each commit runs as a task of its own: a caller that disconnects does not stop it;
 * the same request id while it runs attaches to it (the latest event, then the following ones);
 * after it succeeded, the stored result (:mod:`records`, on disk: survives restarts) comes back
-  at once; after it failed, the same request id runs it again (a failure marks nothing done);
+  at once (the same request id with another target image is INVALID_ARGUMENT); after it
+  failed, the same request id runs it again (a failure marks nothing done);
 * a second request id for a container whose commit runs gets FAILED_PRECONDITION;
 * failures become precise status codes with the step that failed in the message:
   NOT_FOUND (container or image gone), UNAVAILABLE (containerd or registry unreachable —
@@ -307,6 +308,13 @@ class NodeShimService(pb_grpc.NodeShimServicer):
             return
         finished = self.store.finished(request.request_id)
         if finished is not None:
+            if finished.image != request.target_image:
+                # (The container may differ: one restarted in its pod after the commit.)
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"request id {request.request_id} was used for image {finished.image}",
+                )
+                return
             yield pb.CommitEvent(result=_result_pb(finished))
             return
         run = self._running.get(request.request_id)
@@ -394,6 +402,11 @@ class NodeShimService(pb_grpc.NodeShimServicer):
     ) -> pb.DeleteImageResponse:
         if not request.image:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image is required")
+        if request.registry:
+            try:
+                Reference.parse(request.image)  # refused before anything is deleted
+            except ValueError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"image: {exc}")
         deleted = False
         try:
             await self.containerd.delete_image(request.image)

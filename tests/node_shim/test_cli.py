@@ -52,3 +52,16 @@ def test_serve_with_an_unreadable_token_file_names_the_file(tmp_path: Path) -> N
     assert result.returncode == 2
     assert str(missing) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_with_an_unknown_log_level_names_the_option() -> None:
+    result = subprocess.run(
+        [_script(), "serve", "--log-level", "chatty"],
+        capture_output=True,
+        text=True,
+        env=_env(DEVBOX_NODE_SHIM_TOKEN="t"),
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "unknown --log-level 'chatty'" in result.stderr
+    assert "Traceback" not in result.stderr

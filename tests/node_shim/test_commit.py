@@ -202,9 +202,14 @@ async def test_a_finished_commit_is_remembered_by_a_restarted_node_shim(
 
     await shim.restart()
     again = await shim.client.commit(shim.host, request)
+    reused = _request(source, shim.target(), request_id=request.request_id)
+    with pytest.raises(NodeShimError) as refused:
+        await shim.client.commit(shim.host, reused)
 
     assert again.digest == first.digest
     assert again.steps == first.steps
+    assert refused.value.code == "INVALID_ARGUMENT"
+    assert request.target_image in refused.value.message
 
 
 async def _list(shim: Shim, repository: str) -> pb.ListCommitsResponse:
@@ -344,6 +349,14 @@ async def test_delete_image_removes_the_local_image_and_the_registry_tag(
     assert pull.returncode != 0
     listed = await _list(shim, target.rsplit(":", 1)[0])
     assert listed.commits == []
+
+
+async def test_deleting_a_malformed_image_name_is_an_invalid_argument(shim: Shim) -> None:
+    with pytest.raises(NodeShimError) as refused:
+        await shim.client.delete_image(shim.host, "Bad Name:tag", registry=True)
+
+    assert refused.value.code == "INVALID_ARGUMENT"
+    assert "invalid repository name" in refused.value.message
 
 
 async def test_a_devbox_committed_again_and_again_stays_within_its_layer_bound(

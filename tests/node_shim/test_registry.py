@@ -150,6 +150,16 @@ def test_an_unreadable_docker_config_is_an_auth_error(tmp_path: Path) -> None:
         load_docker_config(tmp_path / "nope.json")
 
 
+@pytest.mark.parametrize(
+    "text", ['["not", "a", "config"]', '{"auths": ["x"]}', '{"auths": {"r.example": {"auth": 1}}}']
+)
+def test_a_malformed_docker_config_is_an_auth_error_not_a_crash(tmp_path: Path, text: str) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(text)
+    with pytest.raises(RegistryAuthError, match=str(config)):
+        load_docker_config(config)
+
+
 # --- pushing to a real registry -------------------------------------------------------------
 
 
