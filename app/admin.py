@@ -18,7 +18,6 @@ Errors::
 
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
 
@@ -36,14 +35,15 @@ from app.kubeclient import NAMESPACES, AlreadyExists, Kube, KubeError
 from app.settings import ClusterMode, Settings
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+"""A DNS-1123 label (user names and namespaces), at most 63 characters."""
 
 SYSTEM_ACTOR = "system"
 """The actor of audit rows written by the command line and the first start."""
 
 
-async def ensure_namespace(kube: Kube, namespace: str) -> None:
-    """Create ``namespace`` in Kubernetes unless it exists."""
-    with contextlib.suppress(AlreadyExists):
+async def ensure_namespace(kube: Kube, namespace: str) -> bool:
+    """Create ``namespace`` in Kubernetes unless it exists; True when this call created it."""
+    try:
         await kube.create(
             NAMESPACES,
             None,
@@ -56,6 +56,9 @@ async def ensure_namespace(kube: Kube, namespace: str) -> None:
                 },
             },
         )
+    except AlreadyExists:
+        return False
+    return True
 
 
 async def _audit(session: AsyncSession, action: str, kind: str, name: str, namespace: str) -> None:

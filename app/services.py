@@ -1,29 +1,17 @@
 """Building the API server's :class:`~app.schema.context.Services` for one process.
 
 One async engine and session factory (``expire_on_commit=False``), the Kubernetes client, and
-the watch-fed read cache (:class:`app.apicache.ReadCache`) when that module is installed —
-the API serves accounts and audit without it.  :func:`close_services` releases the engine
-(the caller owns the Kubernetes connection).
+the watch-fed read cache (:class:`app.apicache.ReadCache`, started by the app's lifespan).
+:func:`close_services` releases the engine (the caller owns the Kubernetes connection).
 """
 
 from __future__ import annotations
 
-import importlib.util
-from typing import Any
-
+from app.apicache import ReadCache
 from app.db.engine import create_engine, session_factory
 from app.kubeclient import Kube
 from app.schema.context import Services
 from app.settings import Settings
-
-
-def read_cache(kube: Kube) -> Any:
-    """A new ``app.apicache.ReadCache`` for ``kube``, or None if that module is absent."""
-    if importlib.util.find_spec("app.apicache") is None:
-        return None
-    from app import apicache
-
-    return apicache.ReadCache(kube)
 
 
 def make_services(settings: Settings, kube: Kube, *, database_url: str | None = None) -> Services:
@@ -33,7 +21,7 @@ def make_services(settings: Settings, kube: Kube, *, database_url: str | None = 
         settings=settings,
         sessionmaker=session_factory(engine),
         kube=kube,
-        cache=read_cache(kube),
+        cache=ReadCache(kube),
     )
     services.extras["engine"] = engine
     return services

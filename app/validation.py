@@ -48,6 +48,7 @@ SSH_PORT = 22
 VERSION_MAX = 128
 NOTES_MAX = 4096
 IDEMPOTENCY_KEY_MAX = 255
+"""Longest idempotency key (the length of ``IdempotencyKey.key`` in :mod:`app.db.models`)."""
 COMMIT_ID_MAX = 63
 IDLE_TIMEOUT_MAX = 30 * 24 * 3600
 """Longest idle timeout (30 days)."""

@@ -37,9 +37,6 @@ KEY_TTL = timedelta(hours=24)
 PENDING_TIMEOUT = timedelta(minutes=5)
 """After this a still-pending claim counts as abandoned and may be taken over."""
 
-MAX_KEY_LENGTH = 255
-"""Longest idempotency key (the column's length)."""
-
 _STATE = "state"
 _PENDING = "pending"
 _DONE = "done"

@@ -9,7 +9,6 @@ replay of that mutation with the same idempotency key returns the token's record
 from __future__ import annotations
 
 import contextlib
-import re
 from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any
@@ -17,22 +16,22 @@ from typing import Annotated, Any
 import strawberry
 from sqlalchemy import select
 
+from app import admin
+from app.admin import DNS_LABEL
 from app.db import users as accounts
 from app.db.models import ApiToken as ApiTokenRow
 from app.db.models import Role as RoleValue
 from app.db.models import User as UserRow
-from app.kubeclient import NAMESPACES, AlreadyExists, KubeError
+from app.kubeclient import NAMESPACES, KubeError
 from app.schema.auth import authenticator_of
 from app.schema.context import Info, require_viewer
 from app.schema.errors import UserError, UserErrorCode, user_error
 from app.schema.mutation import MutationResult, run_mutation
 from app.schema.relay import Connection, Node, check_first, encode_global_id, paginate
 
-DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 NAME_MAX = 63
 TOKEN_NAME_MAX = 100
 MAX_EXPIRES_IN_DAYS = 3650
-MANAGED_BY = {"app.kubernetes.io/managed-by": "devbox"}
 
 
 @strawberry.enum(description="What a user may do.")
@@ -215,23 +214,6 @@ async def _token_node(info: Info, token_id: str | None) -> ApiToken | None:
     return ApiToken.from_row(row, current_token_id=viewer.token_id) if row else None
 
 
-async def ensure_namespace(info: Info, namespace: str) -> bool:
-    """Create ``namespace`` in Kubernetes if missing; True when this call created it."""
-    try:
-        await info.context.services.kube.create(
-            NAMESPACES,
-            None,
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": namespace, "labels": MANAGED_BY},
-            },
-        )
-    except AlreadyExists:
-        return False
-    return True
-
-
 async def _viewer(info: Info) -> ViewerType:
     viewer = require_viewer(info)
     async with info.context.services.sessionmaker() as session:
@@ -368,7 +350,7 @@ async def _user_create(info: Info, input: UserCreateInput) -> UserCreatePayload:
                     )
                 ],
             )
-        created_namespace = await ensure_namespace(info, input.namespace)
+        created_namespace = await admin.ensure_namespace(services.kube, input.namespace)
         try:
             async with services.sessionmaker() as session:
                 user = await accounts.create_user(

@@ -50,6 +50,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app import validation
 from app.db import idempotency
 from app.db.audit import append_audit_event
 from app.db.errors import DatabaseError
@@ -274,14 +275,9 @@ async def run_mutation(
 
     claimed: str | None = None
     if idempotency_key is not None:
-        if not idempotency_key or len(idempotency_key) > idempotency.MAX_KEY_LENGTH:
-            return await refuse(
-                user_error(
-                    ["input", "idempotencyKey"],
-                    f"An idempotency key has 1 to {idempotency.MAX_KEY_LENGTH} characters.",
-                    UserErrorCode.INVALID,
-                )
-            )
+        bad_key = validation.idempotency_key_errors(idempotency_key, ["input", "idempotencyKey"])
+        if bad_key:
+            return await refuse(bad_key[0])
         hashed = idempotency.request_hash(action, audited_input)
         try:
             claim = await _claim(context, viewer, idempotency_key, action, hashed)

@@ -149,6 +149,19 @@ async def test_same_key_for_a_different_request_is_refused(runner: ApiServer) ->
     ]
 
 
+@pytest.mark.parametrize(("key", "code"), [("", "INVALID"), ("k" * 256, "TOO_LONG")])
+async def test_an_empty_or_too_long_key_is_refused_without_acting(
+    runner: ApiServer, key: str, code: str
+) -> None:
+    _, token = await runner.make_user("alice")
+    body = await runner.gql(CREATE, {"name": "db", "key": key}, token)
+    errors = body["data"]["secretCreate"]["userErrors"]
+    assert [(e["field"], e["code"]) for e in errors] == [(["input", "idempotencyKey"], code)]
+    assert PERFORMED == []
+    rows = await runner.audit_rows()
+    assert [(r.outcome, r.error_code) for r in rows] == [("failure", code)]
+
+
 async def test_keys_belong_to_a_token(runner: ApiServer) -> None:
     _, alice = await runner.make_user("alice")
     _, bob = await runner.make_user("bob")

@@ -88,3 +88,4 @@ async def test_a_registry_that_cannot_answer_keeps_the_record_until_it_can(h: Ha
     await h.start_controller()
     stopped = await h.wait_phase("Stopped", within=20)
     assert last_commit(stopped)["status"] == "Succeeded"
+    assert h.registry.fail_next == 0  # the registry was asked through its failures
