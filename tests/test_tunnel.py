@@ -197,12 +197,17 @@ async def test_an_idle_tunnel_is_closed(stack: Stack, box: Box) -> None:
         assert connection.close_code == 4408
 
 
+async def last_activity(stack: Stack, box: Box) -> str | None:
+    """The devbox's ``status.lastActivityTime`` (None before the first write)."""
+    obj = await stack.sim.kube.get(DEVBOXES, box.namespace, box.name)
+    found: str | None = (obj.get("status") or {}).get("lastActivityTime")
+    return found
+
+
 @pytest.mark.parametrize("tunnel_settings", [{"tunnel_activity_interval_seconds": 0.2}])
 async def test_an_open_tunnel_keeps_recording_activity(stack: Stack, box: Box) -> None:
     async def activity() -> str | None:
-        obj = await stack.sim.kube.get(DEVBOXES, box.namespace, box.name)
-        found: str | None = (obj.get("status") or {}).get("lastActivityTime")
-        return found
+        return await last_activity(stack, box)
 
     assert await activity() is None
     async with tunnel(stack, box.namespace, box.name, box.token) as connection:
@@ -271,9 +276,7 @@ async def test_reconnecting_tunnels_write_activity_at_most_once_per_interval(
     stack: Stack, box: Box
 ) -> None:
     async def activity() -> str | None:
-        obj = await stack.sim.kube.get(DEVBOXES, box.namespace, box.name)
-        found: str | None = (obj.get("status") or {}).get("lastActivityTime")
-        return found
+        return await last_activity(stack, box)
 
     async def connect_once() -> None:
         async with tunnel(stack, box.namespace, box.name, box.token) as connection:

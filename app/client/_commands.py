@@ -25,7 +25,7 @@ from rich.table import Table
 
 from app.client import _config, _ssh
 from app.client import _documents as docs
-from app.client._errors import ClientError, ExitCode, NotFound, OperationFailed
+from app.client._errors import ClientError, ExitCode, NotFound, OperationFailed, Timeout
 from app.client._graphql import JSON, GraphQLClient, check_payload
 from app.client._proxy import proxy_stdio
 from app.client._wait import GoneGoal, PhaseGoal, act_and_wait, describe
@@ -114,7 +114,7 @@ def devbox_table(devboxes: list[JSON]) -> Table:
             lower(devbox.get("state")),
             runtime.get("name") or "",
             ssh_endpoint(devbox),
-            describe(devbox).split(" · ", 1)[1] if " · " in describe(devbox) else "",
+            describe(devbox).partition(" · ")[2],
         )
     return table
 
@@ -130,7 +130,6 @@ def login(
     ] = None,
 ) -> None:
     """Check a server URL and API token, then store them (mode 0600)."""
-    server = _config.normalize_server(server) if server else server
     token = token or os.environ.get("DEVBOX_TOKEN") or typer.prompt("API token", hide_input=True)
 
     async def main() -> None:
@@ -511,8 +510,6 @@ def watch(
         try:
             await asyncio.wait_for(main(), timeout)
         except TimeoutError:
-            from app.client._errors import Timeout
-
             raise Timeout(f"watch ended after {timeout:g}s") from None
 
     run(bounded())

@@ -64,18 +64,23 @@ def load() -> ClientConfig:
     return ClientConfig(server=normalize_server(server), token=token)
 
 
-def save(config: ClientConfig) -> Path:
-    """Write ``config`` with mode 0600; its path."""
-    path = config_path()
+def write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write ``text`` to ``path`` atomically (a temporary file renamed over it) with ``mode``,
+    making missing folders with mode 0700."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    body = tomli_w.dumps({"server": config.server, "token": config.token})
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".config-", suffix=".toml")
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
     try:
-        os.fchmod(fd, 0o600)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as handle:
-            handle.write(body)
+            handle.write(text)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def save(config: ClientConfig) -> Path:
+    """Write ``config`` with mode 0600; its path."""
+    path = config_path()
+    write_private(path, tomli_w.dumps({"server": config.server, "token": config.token}))
     return path

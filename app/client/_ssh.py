@@ -16,15 +16,14 @@ refused).
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.client._config import write_private
 from app.client._errors import OperationFailed
 
 INCLUDE_LINE = "Include ~/.ssh/devbox/config"
@@ -120,23 +119,9 @@ class Entry:
         return "\n".join(lines) + "\n"
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically with mode 0600."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_key(alias: str, private_key: str) -> Path:
     path = key_path(alias)
-    _write_private(path, private_key if private_key.endswith("\n") else private_key + "\n")
+    write_private(path, private_key if private_key.endswith("\n") else private_key + "\n")
     return path
 
 
@@ -157,7 +142,7 @@ def write_entries(entries: list[Entry]) -> Path:
             text = pattern.sub(lambda _m, e=entry: e.render(), text, count=1)  # type: ignore[misc]
         else:
             text = text + ("" if text.endswith("\n") else "\n") + entry.render()
-    _write_private(path, text)
+    write_private(path, text)
     return path
 
 
@@ -165,7 +150,7 @@ def remove_entry(alias: str) -> None:
     """Forget a devbox's block and key (after it was deleted)."""
     path = managed_config()
     if path.exists():
-        _write_private(path, _block(alias).sub("", path.read_text()))
+        write_private(path, _block(alias).sub("", path.read_text()))
     key_path(alias).unlink(missing_ok=True)
 
 
@@ -181,16 +166,7 @@ def ensure_include() -> bool:
             return False
     if config.exists():
         target = config.resolve()  # a symlinked config (dotfiles) stays a symlink
-        mode = target.stat().st_mode & 0o777
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-")
-        try:
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(INCLUDE_LINE + "\n\n" + current)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_private(target, INCLUDE_LINE + "\n\n" + current, target.stat().st_mode & 0o777)
     else:
-        _write_private(config, INCLUDE_LINE + "\n")
+        write_private(config, INCLUDE_LINE + "\n")
     return True

@@ -24,20 +24,18 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.kube import connect
-from app.kubeclient import PODS, RUNTIMES, SECRETS, Kube
-from app.resources.crdgen import all_crds
+from app.kubeclient import PODS, RUNTIMES, SECRETS
 from app.simcluster.network import FORWARD_PREFIX
 from app.simcluster.nodes import NodeSettings
-from app.simcluster.server import SimCluster
 from tests.api.stack import Stack, running_stack
 from tests.fixtures.deps import missing
-from tests.fixtures.simcluster import Sim
+from tests.fixtures.simcluster import Sim, start_sim
 from tests.fixtures.waiting import until_async
 
 SSH_PORT = 2222
@@ -54,8 +52,7 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def reachable_sim() -> AsyncIterator[Sim]:
-    cluster = SimCluster(
-        state_file=None,
+    sim = await start_sim(
         node_settings=NodeSettings(
             count=1,
             start_delay=0.02,
@@ -64,15 +61,11 @@ async def reachable_sim() -> AsyncIterator[Sim]:
             proxy_node_ports=True,
         ),
     )
-    await cluster.start()
-    cluster.apply(list(all_crds()))
-    await cluster.wait_for_crds_established()
-    api = await connect(url=cluster.url)
     try:
-        yield Sim(cluster, api, Kube(api))
+        yield sim
     finally:
-        await api.close()
-        await cluster.stop()
+        await sim.api.close()
+        await sim.cluster.stop()
 
 
 @contextlib.asynccontextmanager
@@ -144,8 +137,6 @@ class Sshd:
                     raise RuntimeError(f"sshd exited: {self.log.read_text()}")
                 if probe.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
-                import time
-
                 time.sleep(0.02)
         raise RuntimeError("sshd did not listen")
 

@@ -66,6 +66,15 @@ async def test_login_with_a_bad_token_fails_with_the_auth_exit_code(
     assert (await tool.run("ls")).code == 4  # not logged in
 
 
+async def test_login_to_a_server_url_without_a_scheme_is_a_usage_error(tmp_path: Path) -> None:
+    result = await Devboxctl(tmp_path / "home").run(
+        "login", "--server", "devbox.example.com", "--token", "x"
+    )
+    assert result.code == 2
+    assert "http://" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 async def test_devbox_life_from_the_command_line(
     cli: Devboxctl, stack: Stack, alice: tuple[str, str]
 ) -> None:
