@@ -49,8 +49,10 @@ def _settings(overrides: dict[str, Any]) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]) or "settings"
-            console.print(f"[red]error:[/red] setting {where}: {error['msg']}")
+            where = ".".join(str(part) for part in error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
+            prefix = f"setting {where}: " if where else "settings: "
+            console.print(f"[red]error:[/red] {prefix}{message}")
         console.print("Settings come from DEVBOX_* variables, DEVBOX_CONFIG and the options.")
         raise typer.Exit(2) from None
 

@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -226,6 +226,18 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _limits_are_ranges(self) -> Settings:
+        """Each resource's minimum is at most its maximum (else every create would be refused
+        with a range that cannot be met)."""
+        from app.quantity import parse_quantity
+
+        for resource in ("cpu", "memory", "storage"):
+            low, high = getattr(self, f"min_{resource}"), getattr(self, f"max_{resource}")
+            if parse_quantity(low) > parse_quantity(high):
+                raise ValueError(f"min_{resource} ({low}) is larger than max_{resource} ({high})")
+        return self
 
     @property
     def effective_database_url(self) -> str:

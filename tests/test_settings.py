@@ -41,3 +41,12 @@ def test_invalid_port_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEVBOX_PORT", "70000")
     with pytest.raises(ValueError, match="port"):
         Settings()
+
+
+def test_a_minimum_above_its_maximum_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEVBOX_MIN_MEMORY", "8Gi")
+    monkeypatch.setenv("DEVBOX_MAX_MEMORY", "4096Mi")
+    with pytest.raises(ValueError, match=r"min_memory \(8Gi\) is larger than max_memory"):
+        Settings()
+    monkeypatch.setenv("DEVBOX_MAX_MEMORY", "8192Mi")  # equal bounds are a fixed size: fine
+    assert Settings().max_memory == "8192Mi"
