@@ -106,6 +106,24 @@ def serve(
         raise typer.Exit(130) from None
 
 
+@cli.command()
+def controller() -> None:
+    """Run the controller alone against a real cluster (DEVBOX_CLUSTER=kube, KUBECONFIG or the
+    in-cluster service account), with /metrics on DEVBOX_CONTROLLER_METRICS_PORT."""
+    settings = _settings({})
+    configure(settings.log_level, settings.log_format)
+    from app.controller.runner import ControllerProcessError, run_process
+    from app.kube import KubeConfigError
+
+    try:
+        asyncio.run(run_process(settings))
+    except (ControllerProcessError, KubeConfigError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
 def _run_admin(settings: Settings, work: Callable[[Settings], Coroutine[Any, Any, str]]) -> None:
     """Run an admin coroutine; print its result (a token) on stdout, errors on stderr."""
     configure(settings.log_level, settings.log_format)

@@ -1,9 +1,9 @@
 """``devboxctl serve``: the whole product in one process.
 
 Starts, in order: the database (migrations applied), the Kubernetes side (the simulated
-cluster with the CRDs and official runtimes installed, or a real cluster), the controller,
-and the API server; prints where everything is; and stops all of it cleanly on Ctrl-C or
-SIGTERM.
+cluster with the CRDs and official runtimes installed, or a real cluster), the controller
+(unless ``run_controller`` is off: then ``devboxctl controller`` runs it), and the API
+server; prints where everything is; and stops all of it cleanly on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -172,14 +172,14 @@ async def serve(settings: Settings, console: Console | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [
-        asyncio.create_task(runner.run(api, settings), name="controller"),
-        asyncio.create_task(server.serve(), name="api-server"),
-    ]
+    api_task = asyncio.create_task(server.serve(), name="api-server")
+    tasks = [api_task]
+    if settings.run_controller:
+        tasks.append(asyncio.create_task(runner.run(api, settings), name="controller"))
     try:
         while not server.started:
-            if tasks[1].done():
-                tasks[1].result()
+            if api_task.done():
+                api_task.result()
             await asyncio.sleep(0.02)
         _print_summary(
             Started(
@@ -200,7 +200,8 @@ async def serve(settings: Settings, console: Console | None = None) -> None:
     finally:
         console.print("Stopping…")
         server.should_exit = True
-        tasks[0].cancel()
+        for task in tasks[1:]:
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
         await close_services(services)

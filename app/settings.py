@@ -32,6 +32,11 @@ def _default_data_dir() -> Path:
     return Path(base) / "devbox"
 
 
+DEV_NODE_SHIM_TOKEN = "devbox-dev-token"
+"""The node-shim token of the embedded default (the controller warns when it meets a real
+cluster with it)."""
+
+
 class ClusterMode(StrEnum):
     """Which Kubernetes the process talks to."""
 
@@ -121,7 +126,7 @@ class Settings(BaseSettings):
         7443, ge=1, le=65535, description="Port of the node-shim gRPC API on every node."
     )
     node_shim_token: SecretStr = Field(
-        SecretStr("devbox-dev-token"),
+        SecretStr(DEV_NODE_SHIM_TOKEN),
         description="Bearer token the controller sends to the node-shim (set it in production).",
     )
     controller_workers: int = Field(
@@ -134,6 +139,18 @@ class Settings(BaseSettings):
         300.0,
         ge=0,
         description="How long deleting a devbox waits for a commit in flight before abandoning it.",
+    )
+    run_controller: bool = Field(
+        True,
+        description="Run the controller inside `devboxctl serve` (turn off when it runs as its "
+        "own process, `devboxctl controller`, as in the k8s/devbox Deployments).",
+    )
+    controller_metrics_port: int = Field(
+        9090,
+        ge=0,
+        le=65535,
+        description="Port of /metrics of `devboxctl controller` (0: none). `devboxctl serve` "
+        "serves the controller's metrics on the API server's /metrics instead.",
     )
     leader_election: bool = Field(
         False,
@@ -245,6 +262,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'devbox.db'}"
+
+    @property
+    def node_shim_token_is_default(self) -> bool:
+        """Whether the node-shim token is still the development default."""
+        return self.node_shim_token.get_secret_value() == DEV_NODE_SHIM_TOKEN
 
     @property
     def effective_sim_state_file(self) -> Path:
