@@ -7,6 +7,10 @@ gRPC failures are translated into the tree below, with the status code kept:
 
     NodeShimError            any failed call; ``code`` (grpc.StatusCode name), ``temporary``
      └── NodeShimUnavailable the node-shim cannot be reached (UNAVAILABLE, DEADLINE_EXCEEDED)
+
+A ``Commit`` that ran and failed carries the trailing metadata ``devbox-commit-failed-step``:
+whatever its code (a registry that is down gives UNAVAILABLE), it is a ``NodeShimError`` with
+``temporary`` false, so the controller records the failure instead of re-attaching forever.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import grpc
+from devbox_node_shim.api import FAILED_STEP_METADATA
 from devbox_node_shim.api import nodeshim_pb2 as pb
 
 SERVICE = "/devbox.nodeshim.v1.NodeShim/"
@@ -48,9 +53,21 @@ class CommitOutcome:
     steps: dict[str, float] = field(default_factory=dict)
 
 
+def _failed_step(exc: grpc.aio.AioRpcError) -> str | None:
+    """The step a commit that ran and failed stopped at (the node-shim's trailing metadata)."""
+    for key, value in exc.trailing_metadata() or ():
+        if key == FAILED_STEP_METADATA:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
 def _translate(exc: grpc.aio.AioRpcError, what: str) -> NodeShimError:
     code = exc.code()
     message = f"{what}: {code.name}: {exc.details() or ''}".rstrip(": ")
+    if _failed_step(exc) is not None:
+        # The commit ran and failed (e.g. UNAVAILABLE: its registry is down): a failure to
+        # record and retry with a new commit, never a lost node-shim to re-attach to.
+        return NodeShimError(message, code=code.name, temporary=False)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return NodeShimUnavailable(message, code=code.name, temporary=True)
     return NodeShimError(message, code=code.name, temporary=code in TEMPORARY_CODES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 from devbox_node_shim.api import nodeshim_pb2 as pb
 
@@ -64,6 +65,26 @@ async def test_a_failed_commit_carries_the_node_shims_message(shim: FakeNodeShim
             await client.commit("127.0.0.1", request())
     finally:
         await client.close()
+
+
+async def test_a_commit_that_failed_on_a_registry_that_is_down_is_not_temporary(
+    shim: FakeNodeShim,
+) -> None:
+    """UNAVAILABLE with the failed step (the registry, not the node-shim, is down) is a failed
+    commit to record; only an UNAVAILABLE without it means the node-shim was lost."""
+    shim.mode = "fail"
+    shim.failure = "push: the registry is unavailable"
+    shim.failure_code = grpc.StatusCode.UNAVAILABLE
+    client = NodeShimClient(port=shim.port, token=TOKEN)
+    try:
+        with pytest.raises(NodeShimError) as caught:
+            await client.commit("127.0.0.1", request())
+    finally:
+        await client.close()
+    assert not isinstance(caught.value, NodeShimUnavailable)
+    assert caught.value.code == "UNAVAILABLE"
+    assert not caught.value.temporary
+    assert "registry is unavailable" in caught.value.message
 
 
 async def test_an_unreachable_node_shim_is_temporary() -> None:

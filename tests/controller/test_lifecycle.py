@@ -7,6 +7,7 @@ import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from app.kubeclient import DEVBOXES, INGRESSES, PODS, SECRETS, SERVICES, NotFound
@@ -145,8 +146,16 @@ async def test_stop_commits_then_deletes_the_pod_and_start_runs_the_commit(h: Ha
     assert pod["spec"]["containers"][0]["image"] == record["image"]
 
 
-async def test_commit_failure_keeps_the_pod_and_retries(h: Harness) -> None:
+@pytest.mark.parametrize(
+    "code",
+    # UNAVAILABLE is what the real node-shim answers when the registry is down: with the
+    # failed step in its trailing metadata it is a failed commit, not a lost node-shim.
+    [grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE],
+    ids=["internal", "registry-down"],
+)
+async def test_commit_failure_keeps_the_pod_and_retries(h: Harness, code: grpc.StatusCode) -> None:
     h.shim.mode = "fail"
+    h.shim.failure_code = code
     await h.create_devbox()
     await h.wait_phase("Running")
     await h.set_state("Stopped")
