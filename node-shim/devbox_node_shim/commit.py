@@ -8,16 +8,25 @@ diff is captured (the user's container is never frozen while we compress or uplo
     lease     Leases.Create (gc.expire): GC cannot collect what the commit writes
     stop      (mode STOP) SIGTERM, wait stop_timeout, SIGKILL; the exited container is committed
     pause     (mode SNAPSHOT) Tasks.Pause; a task that is not running is committed as it is
-    diff      overlayfs: the upper directory as an OCI layer tar (cost ∝ the change);
+    diff      overlayfs: the upper directory captured (:func:`overlay_diff.capture_layer`:
+              metadata in memory, file data copied by the kernel into the work directory —
+              no tar, no compression, no hashing while the task is paused; cost ∝ the change);
               other snapshotters: containerd's Diff service against a view of the parent
     resume    Tasks.Resume (in ``finally``; retried while containerd restarts)
-    compress  the layer tar → zstd (or gzip) blob in the content store, with diff_id and digest;
-              the devbox's own layers are squashed into one when the image would exceed
-              max_layers
+    compress  the layer tar → zstd (or gzip) blob, with diff_id and digest, in a thread; a
+              large new layer is meanwhile uploaded to the registry (one streamed PATCH, the
+              digest with the final PUT) and written into the content store as it is
+              compressed, so compress, upload and store overlap; the devbox's own layers are
+              squashed into one when the image would exceed max_layers
     write     config (diff_ids, history) and manifest (OCI media types, GC labels); they and
-              the new layer go into the content store while the push runs
-    push      blobs the registry lacks (HEAD / cross-repository mount), then the manifest
+              the layers not stored yet go into the content store while the push runs
+    push      blobs the registry lacks (HEAD / cross-repository mount), then the manifest; a
+              layer whose streamed upload failed is uploaded again here (and a failure then
+              is the push step's)
     image     Images.Create, or Update when the name exists (once its content is stored)
+
+In mode STOP the task has exited, so nothing is captured: the compressor reads the upper
+directory itself (:func:`overlay_diff.write_layer`).
 
 Bounded layers: the manifest annotation :data:`image.ANNOTATION_RUNTIME_LAYERS` records how many of
 an image's layers belong to the runtime image; the layers above are the devbox's own.  When
@@ -50,22 +59,32 @@ import json
 import logging
 import shutil
 import signal
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import BinaryIO, Literal, Protocol, TypeVar
 
 from devbox_node_shim import containerd as ctrd
 from devbox_node_shim import image
 from devbox_node_shim.compress import CompressedLayer, CompressError, LayerCompressor
 from devbox_node_shim.containerd import ContainerdClient, Descriptor
-from devbox_node_shim.overlay_diff import LayerError, write_layer
-from devbox_node_shim.spool import Spool, SpoolAborted
+from devbox_node_shim.overlay_diff import LayerError, capture_layer, write_captured, write_layer
+from devbox_node_shim.spool import SpoolAborted
 from devbox_node_shim.squash import SquashError, squash_layers
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 LABEL_COMMITTED_BY = "dev.devbox.committed-by"
 LABEL_LEASE = "dev.devbox.node-shim.commit"
@@ -75,6 +94,8 @@ RESUME_ATTEMPTS = 30
 STOP_KILL_WAIT = 60.0
 """Seconds to wait for a task to exit after SIGKILL."""
 CHUNK = 1 << 20
+STREAM_MIN = 8 << 20
+"""A new layer with at least this much file data is uploaded and stored while compressed."""
 
 
 class CommitError(Exception):
@@ -182,6 +203,15 @@ class Pusher(Protocol):
         """Push ``blobs`` then the manifest to ``reference``; ``sources``: images the blobs
         may already be in (candidates for a cross-repository mount)."""
 
+    async def upload_stream(
+        self,
+        reference: str,
+        chunks: AsyncIterator[bytes],
+        digest: Callable[[], Awaitable[str]],
+    ) -> None:
+        """Upload one blob of ``reference`` while it is produced (``digest()`` once ``chunks``
+        ended); a later ``push_image`` takes it as present."""
+
 
 @dataclass
 class _Layer:
@@ -191,6 +221,8 @@ class _Layer:
     descriptor: Descriptor
     diff_id: str
     path: Path | None = None
+    stored_early: bool = False
+    """Written into the content store while it was compressed (``_Run.storing_layer``)."""
 
 
 class Committer:
@@ -203,15 +235,14 @@ class Committer:
         workdir: Path,
         pusher: Pusher | None = None,
         fast_path: bool = True,
-        overlap_compression: bool = False,
     ) -> None:
         self.containerd = containerd
         self.workdir = workdir
         self.pusher = pusher
         self.fast_path = fast_path
-        self.overlap_compression = overlap_compression
-        """Compress while the diff is still being spooled (shorter commit, but on few cores
-        a longer pause); else compression starts once the task is resumed."""
+        self.stream_min = STREAM_MIN
+        """A new layer with this much file data or more is uploaded and stored while it is
+        compressed (a smaller one costs less in one piece)."""
         self.step_hook: Callable[[str], Awaitable[None]] | None = None
         """Awaited as each step starts, with its name (fault-injection tests use it)."""
 
@@ -237,7 +268,10 @@ class _Run:
         self.paused = False
         self.current_step = ""
         self.compressing: asyncio.Future[CompressedLayer] | None = None
+        self.uploading: asyncio.Future[bool] | None = None
+        self.storing_layer: asyncio.Future[None] | None = None
         self.storing: asyncio.Future[None] | None = None
+        self.squashing = False
         self.container: ctrd.Container | None = None
         self.snapshot: ctrd.Snapshot | None = None
 
@@ -287,6 +321,10 @@ class _Run:
                 container.snapshotter, container.snapshot_key
             )
             parent = await self._parent(container.image)
+            bound = spec.max_layers
+            self.squashing = bool(
+                bound and parent.own and len(parent.runtime) + len(parent.own) + 1 > bound
+            )
         lease = ""
         try:
             async with self.step("lease"):
@@ -310,12 +348,16 @@ class _Run:
             async with self.step("compress"):
                 layers, own = await self._layers(parent, capture)
             async with self.step("write"):
+                if self.storing_layer is not None and self.storing_layer.done():
+                    self.storing_layer.result()  # failed already (a full disk): say so now
                 written = self._write(parent, layers, own)
                 # Content-store writes run while the push uploads from the work directory and
                 # memory: the slower of the two sets the pace, not their sum.
                 self.storing = asyncio.ensure_future(self._store(written, layers))
             if self.c.pusher is not None:
                 async with self.step("push"):
+                    if self.uploading is not None:
+                        await self.uploading  # (never fails: the push uploads what it missed)
                     await self._push(written, layers, container.image)
             async with self.step("write"):
                 await self.storing
@@ -340,11 +382,12 @@ class _Run:
     async def _release(self, lease: str) -> None:
         """Remove views, work files and the lease (best effort: never masks the real error)."""
         base = self.c.containerd
-        if self.storing is not None and not self.storing.done():
-            self.storing.cancel()
-        if self.storing is not None:
-            with contextlib.suppress(BaseException):
-                await self.storing
+        for task in (self.uploading, self.storing_layer, self.storing):
+            if task is not None and not task.done():
+                task.cancel()
+            if task is not None:
+                with contextlib.suppress(BaseException):
+                    await task
         await self._remove_views()
         if self.compressing is not None:
             # The compressor thread ends once the spool is closed or failed; wait for it
@@ -480,37 +523,91 @@ class _Run:
         return _Capture(descriptor=descriptor)
 
     async def _diff_upper(self, upper: str) -> _Capture:
-        """Spool the upper directory's layer tar while a thread compresses what is spooled."""
-        spool = Spool(self.work / "layer.tar")
-        blob = self.work / "layer.blob"
+        """Capture the upper directory (all the pause waits for), then compress it in a thread
+        — and, unless it is to be squashed, upload it and store it while it is compressed."""
+        if self.spec.mode is Mode.STOP:
+            captured = None  # the task has exited: the upper directory no longer changes
+        else:
+            data = self.work / "layer.data"
+            captured = await _in_thread(lambda: capture_layer(upper, data), "capture")
         loop = asyncio.get_running_loop()
-        compression = self.spec.compression.kind
+        # About the tar's size (data and a header block per entry); unknown in mode STOP.
+        total = captured.data_bytes + 512 * len(captured.entries) if captured else 0
 
         def report(done: int) -> None:
             if self.current_step == "compress":
-                loop.call_soon_threadsafe(self.on_progress, Progress("compress", done, spool.size))
+                progress = Progress("compress", min(done, total) if total else done, total)
+                loop.call_soon_threadsafe(self.on_progress, progress)
+
+        def write_tar(out: BinaryIO) -> None:
+            if captured is not None:
+                write_captured(captured, out)
+            else:
+                write_layer(upper, out)
+
+        sink = LayerCompressor(
+            self.work / "layer.blob",
+            compression=self.spec.compression.kind,
+            progress=report,
+            follow=True,
+        )
 
         def compress() -> CompressedLayer:
-            with LayerCompressor(blob, compression=compression, progress=report) as sink:
-                for chunk in spool.chunks():
-                    sink.write(chunk)
+            with sink:
+                write_tar(sink)  # type: ignore[arg-type]  # file-like enough
+                if captured is not None and not self.squashing:
+                    # Not needed again: gone before its dirty pages cost a write to disk.
+                    captured.discard()
             assert sink.result is not None
             return sink.result
 
-        def spool_tar() -> None:
-            try:
-                write_layer(upper, spool)  # type: ignore[arg-type]  # file-like enough
-            except BaseException as exc:
-                spool.fail(exc)
-                raise
-            spool.close()
+        compressing = self.compressing = _in_thread(compress, "compress")
+        if not self.squashing and (captured is None or captured.data_bytes >= self.c.stream_min):
+            if self.c.pusher is not None:
+                self.uploading = asyncio.ensure_future(self._upload_early(sink, compressing))
+            self.storing_layer = asyncio.ensure_future(self._store_early(sink, compressing))
+        return _Capture(compressing=compressing, write_tar=write_tar)
 
-        if self.c.overlap_compression:
-            self.compressing = asyncio.ensure_future(asyncio.to_thread(compress))
-        await asyncio.to_thread(spool_tar)
-        if self.compressing is None:
-            self.compressing = asyncio.ensure_future(asyncio.to_thread(compress))
-        return _Capture(compressing=self.compressing, spool=spool.path)
+    async def _upload_early(
+        self, sink: LayerCompressor, compressing: asyncio.Future[CompressedLayer]
+    ) -> bool:
+        """Upload the new layer while it is compressed; whether that worked (if not, the push
+        step uploads it from the work directory, and reports what fails then)."""
+        assert self.c.pusher is not None
+
+        async def digest() -> str:
+            return (await compressing).digest
+
+        chunks = _following(sink.follow())
+        try:
+            await self.c.pusher.upload_stream(self.spec.target_image, chunks, digest)
+        except Exception as exc:  # a fallback follows: log, never fail here
+            log.info("commit of %s: streamed upload failed (%s)", self.spec.container_id, exc)
+            return False
+        finally:
+            # (Still running in the consumer's task if that failed mid-stream: it ends there.)
+            with contextlib.suppress(RuntimeError):
+                await chunks.aclose()
+        return True
+
+    async def _store_early(
+        self, sink: LayerCompressor, compressing: asyncio.Future[CompressedLayer]
+    ) -> None:
+        """Write the new layer into the content store while it is compressed."""
+
+        async def done() -> tuple[str, int, Mapping[str, str]]:
+            layer = await compressing
+            return layer.digest, layer.size, {ctrd.LABEL_UNCOMPRESSED: layer.diff_id}
+
+        chunks = _following(sink.follow())
+        try:
+            await self.cd.write_content_stream(
+                f"devbox-node-shim-layer-{uuid.uuid4().hex}", chunks, done
+            )
+        finally:
+            # (Still running in the consumer's task if that failed mid-stream: it ends there.)
+            with contextlib.suppress(RuntimeError):
+                await chunks.aclose()
 
     async def _remove_views(self) -> None:
         base = self.c.containerd
@@ -529,7 +626,7 @@ class _Run:
         own = [_Layer(layer.descriptor, layer.diff_id) for layer in parent.own]
         new = await self._compress(capture)
         bound = self.spec.max_layers
-        if bound and len(base) + len(own) + 1 > bound and own:
+        if self.squashing:
             try:
                 squashed = await self._squash(own, new, capture)
                 how = "squashed"
@@ -555,8 +652,16 @@ class _Run:
         tars = []
         for i, layer in enumerate(own):
             tars.append(await self._uncompressed(layer.descriptor, self.work / f"own-{i}.tar"))
-        if capture.spool is not None:
-            tars.append(capture.spool)
+        if capture.write_tar is not None:
+            new_tar = self.work / "new.tar"
+
+            def write_new() -> None:
+                with new_tar.open("wb") as out:
+                    assert capture.write_tar is not None
+                    capture.write_tar(out)
+
+            await asyncio.to_thread(write_new)
+            tars.append(new_tar)
         elif capture.descriptor is not None:
             tars.append(await self._uncompressed(capture.descriptor, self.work / "new.tar"))
         else:  # pragma: no cover - a capture is one or the other
@@ -596,7 +701,8 @@ class _Run:
             assert capture.descriptor is not None
             compressed = await self._compress_blob(capture.descriptor)
         descriptor = Descriptor(compressed.media_type, compressed.digest, compressed.size)
-        return _Layer(descriptor, compressed.diff_id, compressed.path)
+        early = capture.compressing is not None and self.storing_layer is not None
+        return _Layer(descriptor, compressed.diff_id, compressed.path, stored_early=early)
 
     async def _compress_blob(self, tar: Descriptor) -> CompressedLayer:
         """Compress an uncompressed layer blob of the content store into the work directory."""
@@ -678,7 +784,7 @@ class _Run:
     async def _store(self, written: image.Documents, layers: list[_Layer]) -> None:
         """Put config, manifest (with its GC labels, or GC collects the blobs once the lease
         is gone) and the layers this commit made into the content store, all at once."""
-        writes = [
+        writes: list[Awaitable[None]] = [
             self.cd.write_content(
                 f"devbox-node-shim-config-{written.config.digest}",
                 written.config_bytes,
@@ -693,7 +799,12 @@ class _Run:
                 labels=written.gc_labels,
             ),
         ]
-        writes += [self._store_layer(layer) for layer in layers if layer.path is not None]
+        for layer in layers:
+            if layer.stored_early:
+                assert self.storing_layer is not None
+                writes.append(self.storing_layer)
+            elif layer.path is not None:
+                writes.append(self._store_layer(layer))
         await asyncio.gather(*writes)
 
     # --- push ------------------------------------------------------------------------------
@@ -729,8 +840,49 @@ class _Capture:
 
     compressing: asyncio.Future[CompressedLayer] | None = None
     descriptor: Descriptor | None = None
-    spool: Path | None = None
-    """The uncompressed tar of the fast path (kept until the commit ends)."""
+    write_tar: Callable[[BinaryIO], None] | None = None
+    """Writes the fast path's uncompressed tar again (for a squash)."""
+
+
+async def _following(chunks: Iterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """A blocking iterator (a spool's reader) as an async one, each step in a thread."""
+    try:
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            # (Cancelled while a thread is in next(): that step ends when the writer does.)
+            with contextlib.suppress(ValueError):
+                close()
+
+
+def _in_thread(work: Callable[[], _T], name: str) -> asyncio.Future[_T]:
+    """Run ``work`` in a thread of its own (never queued behind other work in the default
+    executor: a paused task waits on the capture); its result as a future."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def settle(result: _T | None, error: BaseException | None) -> None:
+        if future.done():
+            return  # cancelled meanwhile
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result = work()
+        except BaseException as exc:
+            outcome: tuple[_T | None, BaseException | None] = (None, exc)
+        else:
+            outcome = (result, None)
+        with contextlib.suppress(RuntimeError):  # the loop is gone (the process is ending)
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=run, name=f"commit-{name}", daemon=True).start()
+    return future
 
 
 def _upper_dir(snapshotter: str, mounts: list[ctrd.Mount]) -> str | None:

@@ -7,9 +7,12 @@ One pass, bounded memory: while the uncompressed tar is fed in, its sha256 (the 
 API::
 
     LayerCompressor(dest, *, compression="zstd" | "gzip", level=None, engine="auto",
-                    progress=None)               a writable binary sink (``write(bytes)``)
+                    progress=None, follow=False) a writable binary sink (``write(bytes)``)
         .finish() -> CompressedLayer             flushes, closes; the result
         .abort()                                 stops and deletes the partial file
+        .follow() -> Iterator[bytes]             (``follow=True``) the compressed bytes as they
+                                                 are written, from another thread; ends after
+                                                 finish(), raises SpoolAborted after abort()
     compress_stream(source, dest, ...) -> CompressedLayer   reads ``source.read(n)`` to EOF
 
 Use it as a context manager: leaving the block normally calls ``finish()`` (the result is then
@@ -26,7 +29,9 @@ else Python's zlib.  Measured by bench/layer_compress.py on this 2-core machine 
 mixed files, hashing included: the library 0.81-1.06 s vs the binary 1.07-1.78 s (floor
 ``zstd -3 -T0`` into /dev/null, no hashing: 0.65-1.24 s), ratio 2.29; only on a machine loaded
 ~5x over its cores did the binary win.  Default levels: zstd 3, gzip 6.  Output is
-deterministic for one engine and level (gzip headers carry no name or time).
+deterministic for one engine and level (gzip headers carry no name or time).  The blob file is
+a work file (its reader stores it elsewhere), so it is not fsynced: waiting for the disk would
+cost a commit seconds per GB for nothing.
 
 Errors::
 
@@ -42,13 +47,15 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, BinaryIO, Literal, Protocol
 
 import zstandard
+
+from devbox_node_shim.spool import Spool
 
 __all__ = [
     "GZIP_MEDIA_TYPE",
@@ -93,7 +100,7 @@ class _Sink(Protocol):
 class _HashingFile:
     """Writes to a file, hashing and counting what passes."""
 
-    def __init__(self, file: IO[bytes]) -> None:
+    def __init__(self, file: IO[bytes] | Spool) -> None:
         self.file = file
         self.hash = hashlib.sha256()
         self.size = 0
@@ -119,6 +126,7 @@ class LayerCompressor:
         level: int | None = None,
         engine: Engine = "auto",
         progress: Callable[[int], None] | None = None,
+        follow: bool = False,
     ) -> None:
         self.path = Path(dest)
         self.compression = compression
@@ -139,8 +147,13 @@ class LayerCompressor:
         use_binary = engine == "binary" or (
             engine == "auto" and compression == "gzip" and shutil.which(binary) is not None
         )
+        self._spool: Spool | None = None
+        self._file: IO[bytes] | Spool
         try:
-            self._file = open(self.path, "wb")  # noqa: SIM115 - closed by finish()/abort()
+            if follow:
+                self._file = self._spool = Spool(self.path)
+            else:
+                self._file = open(self.path, "wb")  # noqa: SIM115 - closed by finish()/abort()
         except OSError as exc:
             raise CompressError(f"cannot create {self.path}: {exc.strerror}") from exc
         self._out = _HashingFile(self._file)
@@ -275,9 +288,7 @@ class LayerCompressor:
                     raise self._failure(self._pump_error)
                 if status != 0:
                     raise CompressError(f"{self._binary} exited with status {status}")
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            self._file.close()  # (not fsynced: see the module docstring)
         except (OSError, zstandard.ZstdError) as exc:
             self.abort()
             raise self._failure(exc) from exc
@@ -307,8 +318,17 @@ class LayerCompressor:
             self._process.wait()
         if self._pump is not None:
             self._pump.join()
-        self._file.close()
+        if self._spool is not None:
+            self._spool.fail(CompressError("compressing the layer was aborted"))
+        else:
+            self._file.close()
         self.path.unlink(missing_ok=True)
+
+    def follow(self) -> Iterator[bytes]:
+        """The compressed bytes as they are written (``follow=True``); see the module doc."""
+        if self._spool is None:
+            raise CompressError("this compressor was not made with follow=True")
+        return self._spool.chunks()
 
     def __enter__(self) -> LayerCompressor:
         return self

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -528,6 +528,54 @@ class ContainerdClient:
             error = _translate(exc, "Write")
             if not isinstance(error, AlreadyExists):
                 raise error from exc
+            if labels:
+                await self.update_content_labels(expected, labels)
+
+    async def write_content_stream(
+        self,
+        ref: str,
+        data: AsyncIterator[bytes],
+        done: Callable[[], Awaitable[tuple[str, int, Mapping[str, str]]]],
+        *,
+        max_seconds: float = 3600.0,
+    ) -> None:
+        """Like :meth:`write_content` for a blob still being produced: its digest, size and
+        labels come from ``await done()`` once ``data`` has ended (the COMMIT carries them)."""
+        committed: list[tuple[str, Mapping[str, str]]] = []
+
+        async def requests() -> AsyncIterator[content_pb2.WriteContentRequest]:
+            offset = 0
+            async for piece in data:
+                for start in range(0, len(piece), WRITE_CHUNK):
+                    chunk = piece[start : start + WRITE_CHUNK]
+                    yield content_pb2.WriteContentRequest(
+                        action=content_pb2.WRITE, ref=ref, offset=offset, data=chunk
+                    )
+                    offset += len(chunk)
+            expected, size, labels = await done()
+            committed.append((expected, labels))
+            yield content_pb2.WriteContentRequest(
+                action=content_pb2.COMMIT,
+                ref=ref,
+                total=size,
+                offset=offset,
+                expected=expected,
+                labels=dict(labels),
+            )
+
+        call = self._channel.stream_stream(
+            "/containerd.services.content.v1.Content/Write",
+            request_serializer=content_pb2.WriteContentRequest.SerializeToString,
+            response_deserializer=content_pb2.WriteContentResponse.FromString,
+        )
+        try:
+            async for _ in call(requests(), metadata=self._metadata(), timeout=max_seconds):
+                pass
+        except grpc.aio.AioRpcError as exc:
+            error = _translate(exc, "Write")
+            if not isinstance(error, AlreadyExists) or not committed:
+                raise error from exc
+            expected, labels = committed[0]
             if labels:
                 await self.update_content_labels(expected, labels)
 

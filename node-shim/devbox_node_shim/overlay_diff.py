@@ -25,10 +25,22 @@ so the same upper directory gives the same bytes.
 API::
 
     write_layer(upper: str | os.PathLike[str], out: BinaryIO) -> LayerStats
+    capture_layer(upper, data: str | os.PathLike[str]) -> CapturedLayer   (.discard())
+    write_captured(captured: CapturedLayer, out: BinaryIO) -> LayerStats
 
-writes the uncompressed tar (PAX format) to any object with ``write(bytes)`` (a file, a pipe, a
-compressor from :mod:`devbox_node_shim.compress`) and returns what it wrote.  It does not close
-``out``.  The upper directory must not change meanwhile (the task is paused or stopped).
+``write_layer`` writes the uncompressed tar (PAX format) to any object with ``write(bytes)`` (a
+file, a pipe, a compressor from :mod:`devbox_node_shim.compress`) and returns what it wrote.  It
+does not close ``out``.  The upper directory must not change meanwhile (the task is paused or
+stopped).
+
+The same layer in two halves, so a paused task waits only for the first: ``capture_layer``
+reads what the tar needs and nothing more — the entries' metadata into memory and the regular
+files' data regions into new files ``data``, ``data.1``…, copied by the kernel
+(``copy_file_range``: no tar headers, no user-space copy; large files by two threads while the
+walk goes on; about what ``tar -c | cat`` costs, or less) — after which the upper directory may
+change; ``write_captured`` then writes exactly the bytes ``write_layer`` would
+have written at the moment of the capture (it reads ``data``, never the upper directory).
+Hard links need no copy of their own; holes of sparse files are not copied.
 
 Also here, for the squash: ``open_tar_writer(out)`` (a ``tarfile`` PAX writer onto any
 ``write(bytes)`` object) and ``add_file_member(tar, info, source, segments, size)`` (a regular
@@ -43,27 +55,37 @@ Errors (all :class:`LayerError`)::
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import queue
 import stat
 import tarfile
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from devbox_node_shim import tarwriter
 
 __all__ = [
+    "CapturedLayer",
     "LayerError",
     "LayerStats",
     "UnsupportedUpperDir",
     "add_file_member",
+    "capture_layer",
     "open_tar_writer",
+    "write_captured",
     "write_layer",
 ]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
 CHUNK = 1 << 20
+_BACKGROUND_COPY = 1 << 20
+"""Files with at least this much data are copied by the capture's copying threads."""
+_COPIERS = 2
 _OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 _REFUSED = ("redirect", "metacopy")
 
@@ -103,6 +125,234 @@ def write_layer(upper: str | os.PathLike[str], out: BinaryIO) -> LayerStats:
     return LayerStats(writer.entries, writer.whiteouts, writer.data_bytes)
 
 
+@dataclass
+class CapturedLayer:
+    """A layer captured by :func:`capture_layer`: entries in memory, file data in ``files``."""
+
+    files: list[Path]
+    """The regular files' data regions: ``data`` (small files), ``data.1``… (large ones)."""
+    entries: list[tuple[bytes, bytes, dict[str, Any]]]
+    """(name, tar type, :meth:`tarwriter.TarWriter.add` keywords), in tar order; a regular
+    file's ``source`` is a :class:`_Captured` (its place in ``files``)."""
+    stats: LayerStats
+    data_bytes: int
+    """Bytes in ``files``."""
+
+    def discard(self) -> None:
+        """Delete the data files (the capture cannot be written after this)."""
+        for path in self.files:
+            path.unlink(missing_ok=True)
+
+
+def capture_layer(upper: str | os.PathLike[str], data: str | os.PathLike[str]) -> CapturedLayer:
+    """Capture the layer of ``upper`` (file data into the new files ``data``, ``data.1``…);
+    see the module docstring."""
+    recorder = _Recorder(Path(data))
+    writer = _Writer(os.fsencode(upper), recorder)
+    try:
+        try:
+            writer.run()  # ends with recorder.close(): the copies are done
+        finally:
+            recorder.stop()
+    except OSError as exc:
+        recorder.discard()
+        if recorder.failed_write is not None:
+            message = f"cannot write the captured layer data ({exc.strerror})"
+            raise LayerError(message, path=recorder.failed_write) from exc
+        message = f"cannot read the upper directory ({exc.strerror})"
+        raise LayerError(message, path=writer.current) from exc
+    except BaseException:
+        recorder.discard()
+        raise
+    stats = LayerStats(writer.entries, writer.whiteouts, writer.data_bytes)
+    return CapturedLayer(recorder.paths, recorder.entries, stats, sum(recorder.offsets))
+
+
+def write_captured(captured: CapturedLayer, out: BinaryIO) -> LayerStats:
+    """Write the tar of a captured layer to ``out`` (not closed); what it wrote."""
+    tar = tarwriter.TarWriter(out)
+    with contextlib.ExitStack() as stack:
+        try:
+            files = [stack.enter_context(open(p, "rb", buffering=0)) for p in captured.files]
+            for name, kind, fields in captured.entries:
+                source = fields.get("source")
+                if isinstance(source, _Captured):
+                    fields = {**fields, "source": _CapturedReader(files[source.file], source)}
+                tar.add(name, kind, **fields)
+        except OSError as exc:
+            raise LayerError(
+                f"cannot read the captured layer data ({exc.strerror})",
+                path=str(captured.files[0]),
+            ) from exc
+    tar.close()
+    return captured.stats
+
+
+class _Captured:
+    """Where a file's data regions went: which data file, and where in it."""
+
+    __slots__ = ("file", "starts")
+
+    def __init__(self, file: int, starts: dict[int, int]) -> None:
+        self.file = file
+        self.starts = starts
+        """Offset in the file → offset in the data file, per data region."""
+
+
+class _CapturedReader:
+    """What TarWriter reads a file's regions from: a seek to a region's start in the file
+    goes to where that region was copied."""
+
+    def __init__(self, data: BinaryIO, captured: _Captured) -> None:
+        self.data = data
+        self.starts = captured.starts
+
+    def seek(self, offset: int) -> None:
+        self.data.seek(self.starts[offset])
+
+    def read(self, size: int) -> bytes:
+        return self.data.read(size)
+
+
+class _Recorder:
+    """Stands in for the TarWriter while capturing: keeps the entries, copies file data.
+
+    Small files are copied on the spot into the data file ``data``; the data regions of large
+    ones are copied by :data:`_COPIERS` threads while the walk goes on (the kernel does the
+    copy and drops the GIL), each thread into a data file of its own (``data.1``…: threads
+    writing one file would wait on its lock), at offsets the walk hands out.
+    """
+
+    def __init__(self, data: Path) -> None:
+        self.paths = [data]
+        self.fds: list[int] = []
+        self.offsets = [0]
+        self.entries: list[tuple[bytes, bytes, dict[str, Any]]] = []
+        self.failed_write: str | None = None
+        self._kernel_copy = True
+        self._queues: list[queue.Queue[tuple[int, list[tuple[int, int, int]]] | None]] = []
+        self._threads: list[threading.Thread] = []
+        self._error: OSError | None = None
+        self._create(data)
+
+    def _create(self, path: Path) -> int:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise LayerError(f"cannot create {path} ({exc.strerror})") from exc
+        self.fds.append(fd)
+        return fd
+
+    def add(self, name: bytes, kind: bytes, **fields: Any) -> None:
+        source = fields.get("source")
+        if source is not None:
+            segments = fields.get("segments") or [(0, fields.get("size", 0))]
+            size = sum(length for _, length in segments)
+            file = 0 if size < _BACKGROUND_COPY else self._least_busy()
+            starts = {}
+            regions = []
+            for offset, length in segments:
+                starts[offset] = self.offsets[file]
+                regions.append((offset, length, self.offsets[file]))
+                self.offsets[file] += length
+            fields["source"] = _Captured(file, starts)
+            if file == 0:
+                for offset, length, target in regions:
+                    self._copy(source.fileno(), self.fds[0], offset, length, target)
+            else:
+                if self._error is not None:
+                    raise self._error
+                self._queues[file - 1].put((os.dup(source.fileno()), regions))
+        self.entries.append((name, kind, fields))
+
+    def _least_busy(self) -> int:
+        """The copier (its data file's index) with the fewest bytes handed out so far."""
+        if not self._threads:
+            for i in range(1, _COPIERS + 1):
+                path = self.paths[0].with_name(f"{self.paths[0].name}.{i}")
+                self._create(path)
+                self.paths.append(path)
+                self.offsets.append(0)
+                jobs: queue.Queue[tuple[int, list[tuple[int, int, int]]] | None]
+                jobs = queue.Queue(maxsize=16)
+                self._queues.append(jobs)
+                thread = threading.Thread(
+                    target=self._copy_jobs, args=(jobs, i), name=f"layer-capture-copy-{i}"
+                )
+                thread.start()
+                self._threads.append(thread)
+        return min(range(1, len(self.offsets)), key=lambda i: self.offsets[i])
+
+    def close(self) -> None:
+        """Wait for the copies (the tar's end is written by :func:`write_captured`)."""
+        self.stop()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        """End the copying threads (after their queued copies) and close the data files."""
+        for jobs in self._queues:
+            jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._queues.clear()
+        self._threads.clear()
+        for fd in self.fds:
+            os.close(fd)
+        self.fds.clear()
+
+    def discard(self) -> None:
+        for path in self.paths:
+            path.unlink(missing_ok=True)
+
+    def _copy_jobs(
+        self, jobs: queue.Queue[tuple[int, list[tuple[int, int, int]]] | None], file: int
+    ) -> None:
+        while (job := jobs.get()) is not None:
+            fd, regions = job
+            try:
+                if self._error is None:
+                    for offset, length, target in regions:
+                        self._copy(fd, self.fds[file], offset, length, target)
+            except OSError as exc:
+                self._error = exc
+            except Exception as exc:  # never leave the walk waiting on a dead thread
+                self._error = OSError(errno.EIO, f"copying failed: {exc!r}")
+            finally:
+                os.close(fd)
+
+    def _copy(self, src: int, dst: int, offset: int, length: int, target: int) -> None:
+        left = length
+        while left:
+            if self._kernel_copy:
+                try:
+                    copied = os.copy_file_range(src, dst, left, offset, target)
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                        self._note_write_failure(exc, dst)
+                        raise
+                    self._kernel_copy = False  # not across these filesystems: copy by hand
+                    continue
+            else:
+                chunk = os.pread(src, min(CHUNK, left), offset)
+                copied = 0
+                while copied < len(chunk):
+                    try:
+                        copied += os.pwrite(dst, chunk[copied:], target + copied)
+                    except OSError as exc:
+                        self._note_write_failure(exc, dst)
+                        raise
+            if copied == 0:
+                raise OSError(errno.EIO, "the file shrank while it was read")
+            offset += copied
+            target += copied
+            left -= copied
+
+    def _note_write_failure(self, exc: OSError, dst: int) -> None:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            self.failed_write = str(self.paths[self.fds.index(dst)])
+
+
 def _xattrs(path: bytes) -> dict[str, bytes]:
     try:
         names = os.listxattr(path, follow_symlinks=False)
@@ -114,9 +364,11 @@ def _xattrs(path: bytes) -> dict[str, bytes]:
 
 
 class _Writer:
-    def __init__(self, upper: bytes, out: BinaryIO) -> None:
+    def __init__(self, upper: bytes, out: BinaryIO | _Recorder) -> None:
         self.upper = upper
-        self.tar = tarwriter.TarWriter(out)
+        self.tar: tarwriter.TarWriter | _Recorder = (
+            out if isinstance(out, _Recorder) else tarwriter.TarWriter(out)
+        )
         self.links: dict[tuple[int, int], bytes] = {}
         self.entries = 0
         self.whiteouts = 0
@@ -144,12 +396,13 @@ class _Writer:
                 self._whiteout(_whiteout_name(relative, name), st)
                 continue
             xattrs = _xattrs(path)
-            self._check_refused(path, xattrs)
-            if stat.S_ISREG(st.st_mode) and any(
-                p + "whiteout" in xattrs for p in _OVERLAY_XATTR_PREFIXES
-            ):  # an "xattr whiteout" (kernel 6.7+, nested overlays): a whiteout all the same
-                self._whiteout(_whiteout_name(relative, name), st)
-                continue
+            if xattrs:  # (most files have none: skip the checks)
+                self._check_refused(path, xattrs)
+                if stat.S_ISREG(st.st_mode) and any(
+                    p + "whiteout" in xattrs for p in _OVERLAY_XATTR_PREFIXES
+                ):  # an "xattr whiteout" (kernel 6.7+, nested overlays): a whiteout all the same
+                    self._whiteout(_whiteout_name(relative, name), st)
+                    continue
             self._entry(child, path, st, xattrs)
             if stat.S_ISDIR(st.st_mode):
                 if any(xattrs.get(p + "opaque") == b"y" for p in _OVERLAY_XATTR_PREFIXES):
@@ -177,7 +430,11 @@ class _Writer:
         self, relative: bytes, path: bytes, st: os.stat_result, xattrs: dict[str, bytes]
     ) -> None:
         mode = st.st_mode
-        kept = {k: v for k, v in xattrs.items() if not k.startswith(_OVERLAY_XATTR_PREFIXES)}
+        kept = (
+            {k: v for k, v in xattrs.items() if not k.startswith(_OVERLAY_XATTR_PREFIXES)}
+            if xattrs
+            else xattrs
+        )
 
         def add(kind: bytes, **extra: Any) -> None:
             self.tar.add(
@@ -200,11 +457,18 @@ class _Writer:
                     self.entries += 1
                     return
                 self.links[key] = relative
-            with open(path, "rb", buffering=0) as source:
-                segments = _data_segments(source.fileno(), st.st_size)
-                stored = sum(length for _, length in segments)
-                sparse = None if stored == st.st_size else segments
-                add(tarwriter.REGULAR, source=source, size=st.st_size, segments=sparse)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if st.st_blocks * 512 >= st.st_size:
+                    sparse = None  # as many blocks as bytes: no holes worth keeping
+                    stored = st.st_size
+                else:
+                    segments = _data_segments(fd, st.st_size)
+                    stored = sum(length for _, length in segments)
+                    sparse = None if stored == st.st_size else segments
+                add(tarwriter.REGULAR, source=_File(fd), size=st.st_size, segments=sparse)
+            finally:
+                os.close(fd)
             self.data_bytes += stored
         elif stat.S_ISDIR(mode):
             add(tarwriter.DIRECTORY)
@@ -218,6 +482,24 @@ class _Writer:
         else:  # sockets are not part of a filesystem image
             return
         self.entries += 1
+
+
+class _File:
+    """A file descriptor as the seekable binary source TarWriter reads (no buffering)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def seek(self, offset: int) -> None:
+        os.lseek(self.fd, offset, os.SEEK_SET)
+
+    def read(self, size: int) -> bytes:
+        return os.read(self.fd, size)
 
 
 def _whiteout_name(parent: bytes, name: bytes) -> bytes:

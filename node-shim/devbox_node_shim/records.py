@@ -9,19 +9,42 @@ A ``running`` record left behind says the node-shim died mid-commit: at start-up
 resumes that container's task if it is still paused and drops the record, so the same request
 id can run again.  Files are written to a temporary name, flushed and renamed: a crash never
 leaves half a record.  Failures are not recorded: a failed commit marked nothing as done, and a
-repeat of its request id runs it again.
+repeat of its request id runs it again.  Finished records older than the retention (the
+idempotency window, :data:`RETENTION`) are removed by :meth:`CommitStore.prune` (the server
+calls it at start-up and every :data:`PRUNE_INTERVAL`).
 
-Errors: none of its own; ``OSError`` from the state directory propagates.
+Errors::
+
+    RecordError        a record could not be written (``path`` names it)
+     └── StateDirFull  no space left in the state directory
 """
 
 from __future__ import annotations
 
+import datetime
+import errno
 import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+RETENTION = datetime.timedelta(days=7)
+"""Finished records older than this are pruned (a request id is idempotent this long)."""
+PRUNE_INTERVAL = datetime.timedelta(hours=1)
+
+
+class RecordError(Exception):
+    """A commit record could not be written to the state directory."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StateDirFull(RecordError):
+    """The state directory's disk is full."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,28 @@ class CommitStore:
                 records.append(_finished(data))
         return records
 
+    def prune(
+        self, retention: datetime.timedelta = RETENTION, *, now: datetime.datetime | None = None
+    ) -> int:
+        """Delete finished records older than ``retention``; how many went."""
+        limit = (now or datetime.datetime.now(datetime.UTC)) - retention
+        pruned = 0
+        for path in self.finished_dir.glob("*.json"):
+            data = _read(path)
+            finished_at = _timestamp(data.get("finished_at")) if data is not None else None
+            if finished_at is None:
+                # Unreadable, or no time: judge by the file's age.
+                try:
+                    finished_at = datetime.datetime.fromtimestamp(
+                        path.stat().st_mtime, datetime.UTC
+                    )
+                except FileNotFoundError:
+                    continue
+            if finished_at < limit:
+                path.unlink(missing_ok=True)
+                pruned += 1
+        return pruned
+
     def delete_finished(self, request_id: str) -> None:
         (self.finished_dir / self._name(request_id)).unlink(missing_ok=True)
 
@@ -107,6 +152,16 @@ def _finished(data: dict[str, Any]) -> FinishedCommit:
     return FinishedCommit(**data)
 
 
+def _timestamp(value: object) -> datetime.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
@@ -119,13 +174,27 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def _write(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as f:
-        json.dump(data, f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
     try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+        with tmp.open("w") as f:
+            json.dump(data, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        state_dir = path.parent.parent
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StateDirFull(
+                f"the state directory {state_dir} is full (no space left on device): "
+                "free space there or move DEVBOX_NODE_SHIM_STATE_DIR",
+                path=path,
+            ) from exc
+        raise RecordError(
+            f"cannot write a commit record in the state directory {state_dir}: {exc.strerror}",
+            path=path,
+        ) from exc

@@ -10,11 +10,14 @@ API (all methods are coroutines of :class:`RegistryClient`; ``ref`` is a :class:
 
     Reference.parse("host[:port]/repo[:tag][@sha256:...]") -> Reference
     RegistryClient(credentials={host: Credentials}, insecure={host}, ...)  # async with
+    ping(registry)                                      GET /v2/ (reachable, credentials taken)
     blob_exists(ref, digest) -> bool                    HEAD /v2/<repo>/blobs/<digest>
     push_blob(ref, blob, mount_from=(), progress=None) -> "present" | "mounted" | "uploaded"
         HEAD first; then a cross-repository mount from each of ``mount_from`` (201 = done);
         else an upload: one PUT for blobs up to ``monolithic_limit``, PATCH chunks of
         ``chunk_size`` with Content-Range above; progress(bytes_done) after each piece.
+    upload_stream(ref, chunks, digest) -> digest        a blob still being produced: one
+        streamed PATCH, then the PUT with the digest ``await digest()`` gives at its end
     push_manifest(ref, body, media_type=OCI_MANIFEST) -> digest   PUT to ref's tag or digest
     get_manifest(ref) -> Manifest(body, media_type, digest)       RegistryNotFound if absent
     read_blob(ref, digest) -> bytes                     (small blobs: configs, tests)
@@ -41,7 +44,7 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -291,6 +294,10 @@ class RegistryClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
+
     # --- plumbing ----------------------------------------------------------------------------
 
     def _base(self, ref: Reference) -> str:
@@ -345,10 +352,20 @@ class RegistryClient:
             raise self._error(token_response, "token request")
         try:
             body = token_response.json()
-            token = body.get("token") or body["access_token"]
-        except (ValueError, KeyError) as exc:
-            raise RegistryAuthError(f"the token service of {ref.registry} sent no token") from exc
-        self._auth[(ref.registry, scope)] = f"Bearer {token}"
+        except ValueError as exc:
+            raise RegistryAuthError(
+                f"the token service of {ref.registry} answered no JSON, so no token", status=401
+            ) from exc
+        bearer: object = None
+        if isinstance(body, dict):
+            bearer = body.get("token") or body.get("access_token")
+        if not isinstance(bearer, str) or not bearer:
+            raise RegistryAuthError(
+                f"the token service of {ref.registry} sent no token (want a JSON object with "
+                f"'token' or 'access_token', got {type(body).__name__})",
+                status=401,
+            )
+        self._auth[(ref.registry, scope)] = f"Bearer {bearer}"
 
     async def _request(
         self,
@@ -359,7 +376,7 @@ class RegistryClient:
         *,
         what: str,
         headers: Mapping[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | AsyncIterator[bytes] | None = None,
         ok: Iterable[int] = (200,),
         missing_ok: bool = False,
     ) -> httpx.Response:
@@ -378,7 +395,11 @@ class RegistryClient:
                 raise RegistryUnavailable(
                     f"{what}: cannot reach registry {ref.registry} ({type(exc).__name__}: {exc})"
                 ) from exc
-            if response.status_code == 401 and attempt == 0:
+            if (
+                response.status_code == 401
+                and attempt == 0
+                and not isinstance(content, AsyncIterator)
+            ):
                 await self._authorize(ref, scope, response)
                 continue
             if response.status_code in allowed:
@@ -403,6 +424,12 @@ class RegistryClient:
         if status >= 500 or status == 429:
             return RegistryUnavailable(text, status=status, code=codes)
         return RegistryError(text, status=status, code=codes)
+
+    async def ping(self, registry: str) -> None:
+        """Check that ``registry`` answers the API version check (``GET /v2/``) and takes the
+        credentials configured for it; raises the registry errors otherwise."""
+        ref = Reference(registry, "")
+        await self._request("GET", f"{self._base(ref)}/v2/", ref, "", what=f"ping {registry}")
 
     # --- blobs -------------------------------------------------------------------------------
 
@@ -563,6 +590,43 @@ class RegistryClient:
             content=b"",
             ok=(201,),
         )
+
+    async def upload_stream(
+        self,
+        ref: Reference,
+        chunks: AsyncIterator[bytes],
+        digest: Callable[[], Awaitable[str]],
+    ) -> str:
+        """Upload a blob whose bytes are still being produced: one streamed ``PATCH`` (chunked
+        transfer encoding) while ``chunks`` yields, then the ``PUT`` with the digest, which
+        ``digest()`` gives once the stream has ended; the digest.  The registry checks the
+        bytes against it.  (A failed stream cannot be resent: upload the blob again.)"""
+        scope = self._scope(ref, "pull,push")
+        location = await self._start_upload(ref)
+        what = "stream blob upload"
+        response = await self._request(
+            "PATCH",
+            location,
+            ref,
+            scope,
+            what=what,
+            headers={"Content-Type": "application/octet-stream"},
+            content=chunks,
+            ok=(202,),
+        )
+        location = _location(response, what)
+        blob_digest = await digest()
+        await self._request(
+            "PUT",
+            _with_query(location, digest=blob_digest),
+            ref,
+            scope,
+            what=f"upload blob {blob_digest[:19]}",
+            headers={"Content-Length": "0"},
+            content=b"",
+            ok=(201,),
+        )
+        return blob_digest
 
     # --- manifests and tags ------------------------------------------------------------------
 

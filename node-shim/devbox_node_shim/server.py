@@ -13,12 +13,19 @@ Every call must carry ``authorization: Bearer <token>`` (checked by :class:`Bear
 * a second request id for a container whose commit runs gets FAILED_PRECONDITION;
 * failures become precise status codes with the step that failed in the message:
   NOT_FOUND (container or image gone), UNAVAILABLE (containerd or registry unreachable —
-  temporary), RESOURCE_EXHAUSTED (disk full), PERMISSION_DENIED (the registry refused the
-  credentials), INVALID_ARGUMENT (a malformed request), INTERNAL (anything else).
+  temporary), RESOURCE_EXHAUSTED (a disk full: the content store, or the state directory —
+  then named — where records and work files go), PERMISSION_DENIED (the registry refused the
+  credentials), INVALID_ARGUMENT (a malformed request: no mode, ``max_layers`` 1, a target
+  without a tag…), INTERNAL (anything else).
+
+``Health`` says ``serving`` when containerd answers, and ``degraded`` (with the reason) when a
+registry the node-shim is configured for or pushed to does not answer ``GET /v2/`` or refuses
+its credentials: commits would fail at their push step, but the RPC itself succeeds.
 
 At start-up, commits recorded as running (the node-shim died mid-commit) are cleaned up: a
 task they left paused is resumed, so no user's container stays frozen, and their leases are
-deleted.
+deleted.  Finished records older than :data:`records.RETENTION` are pruned at start-up and
+every :data:`records.PRUNE_INTERVAL`.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import contextlib
 import datetime
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,9 +44,18 @@ import grpc
 
 from devbox_node_shim import __version__, commit
 from devbox_node_shim import containerd as ctrd
+from devbox_node_shim.api import FAILED_STEP_METADATA
 from devbox_node_shim.api import nodeshim_pb2 as pb
 from devbox_node_shim.api import nodeshim_pb2_grpc as pb_grpc
-from devbox_node_shim.records import CommitStore, FinishedCommit, RunningCommit
+from devbox_node_shim.records import (
+    PRUNE_INTERVAL,
+    RETENTION,
+    CommitStore,
+    FinishedCommit,
+    RecordError,
+    RunningCommit,
+    StateDirFull,
+)
 from devbox_node_shim.registry import Reference
 from devbox_node_shim.settings import Settings
 
@@ -56,6 +72,10 @@ class RegistryOps(Protocol):
     """What the server needs from the registry besides pushing (see :mod:`registry`)."""
 
     async def delete_tag(self, reference: str) -> bool: ...
+
+    async def health(self) -> list[str]:
+        """What is wrong with the registries pushed to, one line each ([]: all well)."""
+        ...
 
 
 class BearerAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -171,6 +191,17 @@ def _retrieve(task: asyncio.Task[pb.CommitResult]) -> None:
         task.exception()
 
 
+@contextlib.contextmanager
+def _records_step(step: str) -> Iterator[None]:
+    """Commit records that cannot be written become commit errors of ``step``."""
+    try:
+        yield
+    except StateDirFull as exc:
+        raise commit.OutOfSpace(step, str(exc), temporary=True) from exc
+    except RecordError as exc:
+        raise commit.CommitError(step, str(exc)) from exc
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
@@ -240,6 +271,7 @@ class NodeShimService(pb_grpc.NodeShimServicer):
 
     def _spec(self, request: pb.CommitRequest) -> commit.CommitSpec:
         mode = commit.Mode.STOP if request.mode == pb.COMMIT_MODE_STOP else commit.Mode.SNAPSHOT
+        # (_validate refused UNSPECIFIED and max_layers 1 before this.)
         return commit.CommitSpec(
             container_id=request.container_id,
             target_image=request.target_image,
@@ -252,16 +284,17 @@ class NodeShimService(pb_grpc.NodeShimServicer):
 
     async def _run(self, run: _RunningCommit) -> pb.CommitResult:
         request = run.request
-        self.store.start(
-            RunningCommit(
-                request_id=request.request_id,
-                container_id=request.container_id,
-                image=request.target_image,
-                mode=pb.CommitMode.Name(request.mode),
-                started_at=_now(),
-            )
-        )
         try:
+            with _records_step("start"):
+                self.store.start(
+                    RunningCommit(
+                        request_id=request.request_id,
+                        container_id=request.container_id,
+                        image=request.target_image,
+                        mode=pb.CommitMode.Name(request.mode),
+                        started_at=_now(),
+                    )
+                )
             result = await self.committer.commit(self._spec(request), run.publish)
             record = FinishedCommit(
                 request_id=request.request_id,
@@ -273,7 +306,8 @@ class NodeShimService(pb_grpc.NodeShimServicer):
                 step_seconds=dict(result.step_seconds),
                 finished_at=_now(),
             )
-            self.store.save_finished(record)
+            with _records_step("record"):
+                self.store.save_finished(record)
             return _result_pb(record)
         finally:
             self.store.end(request.request_id)
@@ -287,6 +321,17 @@ class NodeShimService(pb_grpc.NodeShimServicer):
             return "request_id is required"
         if not request.container_id:
             return "container_id is required"
+        if request.mode not in (pb.COMMIT_MODE_STOP, pb.COMMIT_MODE_SNAPSHOT):
+            return (
+                "mode is required: COMMIT_MODE_SNAPSHOT (pause, diff, resume a running devbox) "
+                "or COMMIT_MODE_STOP (stop it, then commit)"
+            )
+        if request.max_layers == 1:
+            return (
+                "max_layers 1 cannot work: an image holds its runtime image's layers plus at "
+                "least one of the devbox's own; ask for 0 (the node-shim's default, "
+                f"{self.settings.max_layers}) or at least 2"
+            )
         try:
             reference = Reference.parse(request.target_image)
         except ValueError as exc:
@@ -351,6 +396,7 @@ class NodeShimService(pb_grpc.NodeShimServicer):
                     _status(exc),
                     f"commit of container {request.container_id} failed at step {exc.step}: "
                     f"{exc.message}",
+                    trailing_metadata=((FAILED_STEP_METADATA, exc.step),),
                 )
                 return
             except asyncio.CancelledError:
@@ -445,7 +491,14 @@ class NodeShimService(pb_grpc.NodeShimServicer):
                 message=f"containerd at {self.settings.containerd_socket} does not answer: "
                 f"{exc.message}",
             )
-        return pb.HealthResponse(serving=True, message="containerd answers")
+        problems = await self.registry.health() if self.registry is not None else []
+        if problems:
+            return pb.HealthResponse(
+                serving=True,
+                degraded=True,
+                message="containerd answers; pushes would fail: " + "; ".join(problems),
+            )
+        return pb.HealthResponse(serving=True, message="containerd and the known registries answer")
 
     async def Version(
         self, request: pb.VersionRequest, context: grpc.aio.ServicerContext
@@ -480,18 +533,20 @@ class Server:
             workdir=workdir,
             pusher=pusher,
             fast_path=settings.overlay_fast_path,
-            overlap_compression=settings.overlap_compression,
         )
         self.service = NodeShimService(
             settings, self.containerd, self.committer, self.store, registry
         )
         self._server: grpc.aio.Server | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self.port = 0
 
     async def start(self) -> int:
-        """Recover interrupted commits, then listen; the port."""
+        """Recover interrupted commits, prune old records, then listen; the port."""
         token = self.settings.bearer_token()
         await self.service.recover()
+        await self.prune()
+        self._pruner = asyncio.create_task(self._prune_periodically(), name="prune records")
         self._server = grpc.aio.server(interceptors=[BearerAuth(token)])
         pb_grpc.add_NodeShimServicer_to_server(self.service, self._server)  # type: ignore[no-untyped-call]
         address = f"{self.settings.listen_address}:{self.settings.port}"
@@ -502,7 +557,26 @@ class Server:
         log.info("node-shim %s listening on %s", __version__, address)
         return self.port
 
+    async def prune(self) -> None:
+        """Delete finished commit records older than the retention (best effort)."""
+        try:
+            pruned = await asyncio.to_thread(self.store.prune)
+        except OSError as exc:
+            log.warning("could not prune commit records in %s: %s", self.settings.state_dir, exc)
+            return
+        if pruned:
+            log.info("pruned %d commit records older than %s", pruned, RETENTION)
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL.total_seconds())
+            await self.prune()
+
     async def stop(self, grace: float = 5.0) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
         await self.service.drain()
         if self._server is not None:
             await self._server.stop(grace)

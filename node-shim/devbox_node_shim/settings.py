@@ -51,11 +51,6 @@ class Settings(BaseSettings):
     compression: Literal["zstd", "gzip"] = Field(
         "zstd", description="Layer compression (gzip for runtimes without zstd)."
     )
-    overlap_compression: bool = Field(
-        False,
-        description="Compress while the diff is captured: a shorter commit, a longer pause "
-        "on machines with few cores (off: compression starts once the task is resumed).",
-    )
     overlay_fast_path: bool = Field(
         True, description="Read overlayfs upper directories directly (else containerd's differ)."
     )

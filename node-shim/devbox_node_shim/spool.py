@@ -1,10 +1,9 @@
 """A file written by one thread and read, as it grows, by another.
 
-The commit uses it to keep a container's pause short without serialising the work: while the
-task is paused, the overlay differ writes the layer tar into the spool (a plain file: as fast as
-``tar | cat``), and a compressor thread follows it, reading what is already written.  The task
-is resumed as soon as the writer is done; compression catches up afterwards.  So the pause
-costs the tar, and the whole commit costs about ``max(tar, compress)`` instead of their sum.
+The commit uses it so that work need not wait for the step before it to finish: the layer
+compressor writes the compressed blob into a spool (``LayerCompressor(follow=True)``) while the
+registry upload and the content-store write follow it, reading what is already written.  So a
+commit costs about ``max(compress, upload)`` instead of their sum.
 
 API::
 
@@ -20,6 +19,7 @@ Errors::
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,6 +70,8 @@ class Spool:
 
     def close(self) -> None:
         """The writer is done: the reader gets the rest, then the end."""
+        if self._closed:
+            return
         self._publish()
         self._file.close()
         with self._cond:
@@ -79,7 +81,8 @@ class Spool:
     def fail(self, exc: BaseException) -> None:
         """The writer failed: the reader raises :class:`SpoolAborted`."""
         if not self._file.closed:
-            self._file.close()
+            with contextlib.suppress(OSError):  # (a full disk fails the flush again)
+                self._file.close()
         with self._cond:
             self._failure = exc
             self._cond.notify_all()

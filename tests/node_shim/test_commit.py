@@ -115,9 +115,9 @@ def _assert_changes_listed(listing: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fast_path", "overlap"),
+    ("fast_path", "streamed"),
     [(True, False), (True, True), (False, False)],
-    ids=["overlay-upper", "overlay-upper-compressing-meanwhile", "containerd-differ"],
+    ids=["overlay-upper", "overlay-upper-uploaded-while-compressed", "containerd-differ"],
 )
 async def test_snapshot_commit_keeps_every_change_and_the_container_running(
     containerd: Containerd,
@@ -125,10 +125,11 @@ async def test_snapshot_commit_keeps_every_change_and_the_container_running(
     containers: list[tuple[str, str]],
     shim: Shim,
     fast_path: bool,
-    overlap: bool,
+    streamed: bool,
 ) -> None:
     shim.server.committer.fast_path = fast_path
-    shim.server.committer.overlap_compression = overlap
+    if streamed:
+        shim.server.committer.stream_min = 0
     source = _start(containerd, busybox_image, containers)
     containerd.exec(source, CHANGES)
     before = containerd.exec(source, INSPECT)

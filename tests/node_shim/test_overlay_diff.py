@@ -1,4 +1,5 @@
-"""The overlay differ: a layer read from an upper directory recreates exactly the overlay's view.
+"""The overlay differ: a layer read from an upper directory recreates exactly the overlay's view,
+and a layer captured (for the pause) then written is that same layer, whatever changes after.
 
 Each test mounts a real overlay over a prepared lower directory, changes files through the
 mount, snapshots the merged view, unmounts, streams the layer from the upper directory and
@@ -20,7 +21,13 @@ from pathlib import Path
 
 import pytest
 from devbox_node_shim.layer_apply import apply_layer
-from devbox_node_shim.overlay_diff import LayerError, UnsupportedUpperDir, write_layer
+from devbox_node_shim.overlay_diff import (
+    LayerError,
+    UnsupportedUpperDir,
+    capture_layer,
+    write_captured,
+    write_layer,
+)
 
 from tests.fixtures.deps import missing
 from tests.node_shim.trees import assert_same_tree, snapshot_tree
@@ -273,6 +280,46 @@ def test_every_change_at_once_recreates_the_overlay_view(overlay: Overlay) -> No
     assert_layer_recreates_view(overlay)
 
 
+def test_a_captured_layer_is_the_layer_at_the_capture_whatever_changes_after(
+    overlay: Overlay,
+) -> None:
+    """capture_layer + write_captured give the bytes write_layer gives at the capture, however
+    the files change once the capture is done (the task is resumed then)."""
+    for change in MATRIX:
+        change(overlay.merged)
+    overlay.umount()
+    expected = overlay.layer()
+    data = overlay.base / "captured.data"
+
+    captured = capture_layer(overlay.upper, data)
+    with open(overlay.upper / "large", "r+b") as f:  # modified in place (a hard link would
+        f.write(b"changed after the capture")  # see this), then more
+    with open(overlay.upper / "dir" / "b", "ab") as f:
+        f.write(b"appended after the capture\n")
+    (overlay.upper / "new" / "file.txt").unlink()
+    (overlay.upper / "sparse").write_bytes(b"replaced")
+    out = io.BytesIO()
+    stats = write_captured(captured, out)
+
+    assert out.getvalue() == expected
+    assert stats.data_bytes == captured.data_bytes
+    assert sum(p.stat().st_size for p in captured.files) == captured.data_bytes
+    assert len(captured.files) > 1  # (large files went to the copying threads)
+    assert captured.data_bytes < 60 * MiB
+
+
+def test_a_capture_that_cannot_be_written_is_a_layer_error_and_leaves_no_file(
+    tmp_path: Path,
+) -> None:
+    upper = tmp_path / "upper"
+    _write(upper / "f", b"data")
+    with pytest.raises(LayerError, match="cannot create"):
+        capture_layer(upper, tmp_path / "missing-dir" / "data")
+    with pytest.raises(LayerError, match="cannot read the upper directory"):
+        capture_layer(tmp_path / "gone", tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+
+
 # --- the shape of the layer -----------------------------------------------------------------
 
 
@@ -347,7 +394,7 @@ def test_large_file_is_streamed_in_bounded_memory(overlay: Overlay) -> None:
     class Sink(io.RawIOBase):
         written = 0
 
-        def write(self, data) -> int:  # type: ignore[no-untyped-def,override]
+        def write(self, data) -> int:  # type: ignore[no-untyped-def]
             self.written += len(data)
             return len(data)
 

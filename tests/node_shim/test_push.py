@@ -1,18 +1,24 @@
 """The push step against a real registry: blobs known to be there are not asked for again,
-and a registry that lost one meanwhile still ends with a complete image."""
+and a registry that lost one meanwhile still ends with a complete image; rotated credentials
+replace (and close) the old client; health names a registry that fails."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
+import pytest
+from devbox_node_shim import commit
 from devbox_node_shim.containerd import Descriptor
 from devbox_node_shim.push import RegistryPusher
 from devbox_node_shim.registry import OCI_MANIFEST
 
-from tests.fixtures.registry import RegistryServer
+from tests.fixtures.registry import AUTH_PASSWORD, AUTH_USER, RegistryServer
 
 LAYER = "application/vnd.oci.image.layer.v1.tar"
 CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -89,3 +95,49 @@ async def test_blobs_seen_in_the_repository_are_not_checked_again_and_losses_are
             assert got.content == body_base
     finally:
         await pusher.aclose()
+
+
+def _auth_file(path: Path, host: str, password: str) -> None:
+    auth = base64.b64encode(f"{AUTH_USER}:{password}".encode()).decode()
+    path.write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+
+
+async def test_rotated_credentials_are_used_and_the_old_client_is_closed(
+    auth_registry: RegistryServer, tmp_path: Path
+) -> None:
+    auth_file = tmp_path / "config.json"
+    _auth_file(auth_file, auth_registry.host, "wrong-before-rotation")
+    pusher = RegistryPusher(auth_file=auth_file)
+    layer, body = blob(LAYER, os.urandom(1000))
+    contents = {layer.digest: body}
+    repo = f"{auth_registry.host}/ns/rotated"
+    try:
+        with pytest.raises(commit.RegistryRefused):
+            await push(pusher, f"{repo}:c1", contents, [layer])
+        before = pusher._current_client()
+        assert await pusher.health() != []
+
+        _auth_file(auth_file, auth_registry.host, AUTH_PASSWORD)  # the Secret is rotated
+        os.utime(auth_file, (1, 1))  # (a change within the mtime granularity counts too)
+        await push(pusher, f"{repo}:c2", contents, [layer])
+
+        assert pusher._current_client() is not before
+        assert before.closed
+        assert await pusher.health() == []
+    finally:
+        await pusher.aclose()
+
+
+async def test_health_names_a_registry_that_is_down(registry: RegistryServer) -> None:
+    pusher = RegistryPusher(insecure=[registry.host])
+    try:
+        assert await pusher.health() == []
+        registry.stop()
+        problems = await pusher.health()
+    finally:
+        registry.start()
+        await pusher.aclose()
+
+    assert len(problems) == 1
+    assert registry.host in problems[0]
+    assert "cannot reach" in problems[0]

@@ -246,6 +246,32 @@ async def test_a_large_blob_is_uploaded_in_chunks_from_a_file(
     assert seen == [1 << 20, 2 << 20, 3 << 20, len(data)]
 
 
+async def test_a_blob_still_being_produced_is_streamed_and_checked_against_its_digest(
+    registry: RegistryServer,  # noqa: F811
+) -> None:
+    ref = Reference.parse(f"{registry.host}/devbox/streamed:v1")
+    data = os.urandom(5 << 20)
+    produced = hashlib.sha256()
+
+    async def producing() -> AsyncIterator[bytes]:
+        for at in range(0, len(data), 1 << 20):
+            await asyncio.sleep(0)  # (a compressor thread's pace)
+            produced.update(data[at : at + (1 << 20)])
+            yield data[at : at + (1 << 20)]
+
+    async def digest() -> str:
+        return "sha256:" + produced.hexdigest()
+
+    async def wrong_digest() -> str:
+        return sha256(b"something else")
+
+    async with RegistryClient() as client:
+        assert await client.upload_stream(ref, producing(), digest) == sha256(data)
+        assert await client.read_blob(ref, sha256(data)) == data
+        with pytest.raises(RegistryError, match="DIGEST_INVALID"):
+            await client.upload_stream(ref, producing(), wrong_digest)
+
+
 async def test_a_blob_whose_bytes_do_not_match_its_digest_is_refused(
     registry: RegistryServer,  # noqa: F811
 ) -> None:
@@ -348,6 +374,23 @@ async def test_bearer_tokens_are_fetched_from_the_token_service_the_registry_nam
     async with RegistryClient(credentials=wrong) as client:
         with pytest.raises(RegistryAuthError, match=r"token service .* refused"):
             await client.blob_exists(target, sha256(data))
+
+
+@pytest.mark.parametrize("answer", [b'["a", "list"]', b'"a string"', b"{}", b'{"token": 5}'])
+async def test_a_token_service_answering_no_token_object_is_an_auth_error(
+    token_registry: RegistryServer,  # noqa: F811
+    answer: bytes,
+) -> None:
+    assert token_registry.token is not None
+    ref = Reference.parse(f"{token_registry.host}/devbox/tokened:v1")
+    creds = {token_registry.host: Credentials(AUTH_USER, AUTH_PASSWORD)}
+    token_registry.token.answer = answer
+    try:
+        async with RegistryClient(credentials=creds) as client:
+            with pytest.raises(RegistryAuthError, match=r"token service .* sent no token"):
+                await client.blob_exists(ref, sha256(b"x"))
+    finally:
+        token_registry.token.answer = None
 
 
 async def test_an_upload_cut_by_a_registry_outage_is_not_taken_as_done_and_a_retry_completes(

@@ -134,12 +134,14 @@ class HealthRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HealthResponse(_message.Message):
-    __slots__ = ("serving", "message")
+    __slots__ = ("serving", "message", "degraded")
     SERVING_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
     serving: bool
     message: str
-    def __init__(self, serving: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+    degraded: bool
+    def __init__(self, serving: _Optional[bool] = ..., message: _Optional[str] = ..., degraded: _Optional[bool] = ...) -> None: ...
 
 class VersionRequest(_message.Message):
     __slots__ = ()

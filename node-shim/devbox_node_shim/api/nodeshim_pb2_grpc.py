@@ -69,6 +69,10 @@ class NodeShimServicer:
         Idempotent by request_id: a repeated call while the first runs attaches to it (the same
         events follow); after it finished, the stored result is returned at once.  Two commits of
         one container never run at the same time (a second request id gets FAILED_PRECONDITION).
+        A commit that ran and failed ends with the trailing metadata `devbox-commit-failed-step:
+        <step>` (its status code says why, e.g. UNAVAILABLE for a registry that is down): the
+        caller records a failed commit.  A status without it (UNAVAILABLE from the transport, a
+        node-shim shutting down) means the commit may still run: re-attach with the same id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
