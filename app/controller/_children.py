@@ -176,12 +176,15 @@ def env(devbox: Devbox, runtime: Runtime) -> list[JSON]:
 
 
 def pod(devbox: Devbox, runtime: Runtime, image: str) -> JSON:
-    """The devbox's pod, running ``image``."""
-    limits = {
-        "cpu": devbox.spec.resources.cpu,
-        "memory": devbox.spec.resources.memory,
-        "ephemeral-storage": devbox.spec.resources.storage,
-    }
+    """The devbox's pod, running ``image``.
+
+    Storage is requested (the scheduler reserves it on the node) but not limited: a kubelet
+    evicts a pod that writes past its ``ephemeral-storage`` limit and removes its container,
+    writable layer and all, so every change since the last commit would be lost, which is the
+    one loss Devbox exists to prevent.
+    """
+    limits = {"cpu": devbox.spec.resources.cpu, "memory": devbox.spec.resources.memory}
+    requests = {**limits, "ephemeral-storage": devbox.spec.resources.storage}
     ssh_port = runtime.spec.ssh_port
     container: JSON = {
         "name": CONTAINER,
@@ -194,7 +197,7 @@ def pod(devbox: Devbox, runtime: Runtime, image: str) -> JSON:
             {"name": p.name, "containerPort": p.port, "protocol": p.protocol}
             for p in devbox.spec.ports
         ],
-        "resources": {"limits": limits, "requests": dict(limits)},
+        "resources": {"limits": limits, "requests": requests},
         "readinessProbe": {
             "tcpSocket": {"port": ssh_port},
             "periodSeconds": 5,

@@ -67,7 +67,10 @@ async def test_create_runs_the_devbox_with_every_child_correct(h: Harness) -> No
     assert container["command"] == ["/usr/sbin/sshd", "-D"]
     assert container["workingDir"] == "/home/dev"
     assert container["readinessProbe"]["tcpSocket"]["port"] == 2222
-    assert container["resources"]["limits"] == {
+    assert container["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
+    # Storage is reserved, never a limit: a kubelet evicting over a limit deletes the container
+    # with every change since the last commit.
+    assert container["resources"]["requests"] == {
         "cpu": "1",
         "memory": "2Gi",
         "ephemeral-storage": "10Gi",
