@@ -1,4 +1,5 @@
-"""``devboxctl controller``: the controller as its own process (its Deployment in k8s/devbox).
+"""``devboxctl controller``: the controller as its own process (its Deployment in k8s/devbox),
+alone and as two replicas with leader election.
 
 Run as the real console script against the simulated cluster's kubeconfig (``DEVBOX_CLUSTER=
 kube``, as against any cluster): it reconciles a devbox into its pod, serves its metrics on its
@@ -116,3 +117,68 @@ async def _pod_exists(h: Harness) -> bool:
         return True
 
     return bool(await until_async(found, 10, "the devbox's pod"))
+
+
+async def _reconciles(http: httpx.AsyncClient, port: int) -> float:
+    """How many reconciles a controller process did (0 while it does not lead)."""
+    text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("devbox_controller_reconciles_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_two_controller_processes_one_acts_and_the_other_takes_over(
+    sim: Sim, tmp_path: Path
+) -> None:
+    """Two replicas with leader election (as the Deployment runs them): only the Lease holder
+    reconciles; SIGKILLed, the other takes the Lease over once it expires and carries on."""
+    kubeconfig = sim.cluster.write_kubeconfig(tmp_path / "kubeconfig")
+    async with harness(sim, tmp_path) as h:
+        await h.create_runtime()
+        sim.cluster.apply(
+            [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "devbox-system"}}]
+        )
+        ports = [_free_port(), _free_port()]
+        processes = [
+            await asyncio.create_subprocess_exec(
+                DEVBOXCTL,
+                "controller",
+                env=_env(
+                    DEVBOX_CLUSTER="kube",
+                    KUBECONFIG=str(kubeconfig),
+                    DEVBOX_HOST="127.0.0.1",
+                    DEVBOX_LEADER_ELECTION="true",
+                    DEVBOX_CONTROLLER_METRICS_PORT=str(port),
+                    DEVBOX_NODE_SHIM_PORT=str(h.settings.node_shim_port),
+                    DEVBOX_NODE_SHIM_TOKEN=h.settings.node_shim_token.get_secret_value(),
+                    DEVBOX_REGISTRY=h.settings.registry,
+                    DEVBOX_REGISTRY_INSECURE="true",
+                ),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for port in ports
+        ]
+        try:
+            async with httpx.AsyncClient() as http:
+                await h.create_devbox("first")
+                await h.wait_phase("Running", name="first", within=30)
+                counts = [await _reconciles(http, port) for port in ports]
+                assert sorted(c > 0 for c in counts) == [False, True], counts
+                leader = counts.index(max(counts))
+                follower = 1 - leader
+
+                processes[leader].kill()
+                await processes[leader].wait()
+                await h.create_devbox("second")
+                # The Lease lasts 15 s after the leader's last renewal: then the other acts.
+                await h.wait_phase("Running", name="second", within=45)
+                assert await _reconciles(http, ports[follower]) > 0
+                assert await h.pod("first") is not None  # the first devbox kept its one pod
+        finally:
+            for process in processes:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
