@@ -72,6 +72,7 @@ from app.ratelimit import RateLimiter
 from app.schema import build_schema
 from app.schema.auth import authenticator_of, bearer_token, connection_token
 from app.schema.context import Context, Services
+from app.schema.execution import SharedData
 from app.tunnel import tunnel_route
 from app.web import routes as web_routes
 
@@ -331,6 +332,21 @@ class DevboxGraphQL(GraphQL[Context, None]):
             ).formatted
         return None
 
+    def encode_json(self, data: object) -> str | bytes:
+        """JSON as strawberry writes it; a ``next`` message whose data is shared by many
+        subscribers (:class:`~app.schema.execution.SharedData`) reuses its serialized data."""
+        if isinstance(data, dict) and data.get("type") == "next":
+            payload = data.get("payload")
+            shared = payload.get("data") if isinstance(payload, dict) else None
+            if isinstance(shared, SharedData) and isinstance(payload, dict) and len(payload) == 1:
+                head = self._dumps({"id": data.get("id"), "type": "next"})
+                return f'{head[:-1]},"payload":{{"data":{shared.encode(self._dumps)}}}}}'
+        return super().encode_json(data)
+
+    def _dumps(self, data: object) -> str:
+        encoded = super().encode_json(data)
+        return encoded if isinstance(encoded, str) else encoded.decode()
+
     async def process_result(self, request: Request, result: ExecutionResult) -> Any:
         if isinstance(result, PreExecutionError):
             request.state.graphql_bad_request = True
@@ -471,7 +487,8 @@ def create_app(services: Services, *, schema: BaseSchema | None = None) -> Starl
     """
     settings = services.settings
     limiter = RateLimiter(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
-    view = DevboxGraphQL(schema or build_schema(settings), services, limiter)
+    schema = schema or build_schema(settings)
+    view = DevboxGraphQL(schema, services, limiter)
     endpoint = GraphQLEndpoint(view)
 
     @contextlib.asynccontextmanager

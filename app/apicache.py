@@ -141,6 +141,10 @@ class _KindCache:
     informer: Informer
     model: type[Resource]
     by_namespace: dict[str, dict[str, Resource]] = field(default_factory=dict)
+    memos: dict[tuple[str, str], tuple[Resource, dict[str, Any]]] = field(default_factory=dict)
+    by_name: dict[str, list[Resource]] = field(default_factory=dict)
+    """Per namespace, its objects ordered by name (until the namespace changes)."""
+    """Per (namespace, name): the object held and the views readers derived from it."""
 
 
 class Subscription(Generic[R]):
@@ -321,11 +325,36 @@ class ReadCache:
         """All objects of ``kind`` in ``namespace`` (unordered)."""
         return list(self._cache(kind).by_namespace.get(namespace, {}).values())
 
+    def by_name(self, kind: Kind, namespace: str) -> list[Resource]:
+        """All objects of ``kind`` in ``namespace``, ordered by name (sorted once per change
+        of the namespace; a fresh list each call)."""
+        cache = self._cache(kind)
+        ordered = cache.by_name.get(namespace)
+        if ordered is None:
+            objects = cache.by_namespace.get(namespace, {})
+            ordered = cache.by_name[namespace] = [objects[name] for name in sorted(objects)]
+        return list(ordered)
+
     def all(self, kind: Kind) -> list[Resource]:
         """All objects of ``kind`` in every namespace."""
         return [
             obj for objects in self._cache(kind).by_namespace.values() for obj in objects.values()
         ]
+
+    def memo(self, kind: Kind, obj: Resource) -> dict[str, Any]:
+        """Where readers keep views derived from ``obj`` (a schema object, a serialized
+        form), shared by every reader until the object changes; a fresh dict if the cache no
+        longer holds this version.  Never mutate what is kept there."""
+        cache = self._kinds[kind]
+        key = (obj.namespace, obj.name)
+        held = cache.memos.get(key)
+        if held is not None and held[0] is obj:
+            return held[1]
+        if cache.by_namespace.get(key[0], {}).get(key[1]) is not obj:
+            return {}
+        memo: dict[str, Any] = {}
+        cache.memos[key] = (obj, memo)
+        return memo
 
     def devbox(self, namespace: str, name: str) -> Devbox | None:
         obj = self.get(DEVBOXES, namespace, name)
@@ -406,6 +435,8 @@ class ReadCache:
     def _handler(self, kind: Kind, cache: _KindCache) -> Handler:
         def handle(event: EventType, obj: JSON, old: JSON | None) -> None:
             namespace, name = object_key(obj)
+            cache.memos.pop((namespace, name), None)
+            cache.by_name.pop(namespace, None)
             objects = cache.by_namespace.setdefault(namespace, {})
             if event == "DELETED":
                 model = objects.pop(name, None)

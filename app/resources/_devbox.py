@@ -99,14 +99,15 @@ class Resources(KubeModel):
     memory: Quantity = "2Gi"
     """Memory limit, e.g. ``4Gi``."""
     storage: Quantity = "10Gi"
-    """Limit on the container's writable layer (what a commit saves), e.g. ``20Gi``."""
+    """Node storage reserved for the container's writable layer (what a commit saves), e.g.
+    ``20Gi``; requested, not enforced by eviction (an evicted container loses its changes)."""
 
 
 class AutoStop(KubeModel):
     """When the controller stops the devbox by itself."""
 
     idle_timeout_seconds: Seconds = 0
-    """Stop after this long without SSH or port activity (0: never)."""
+    """Stop after this long without an SSH connection (tunnel or NodePort; 0: never)."""
     stop_at: Time | None = None
     """Stop at this time."""
 
@@ -121,7 +122,7 @@ class DevboxSpec(KubeModel):
     state: DevboxState = DevboxState.RUNNING
     """``Running`` or ``Stopped``; stopping commits the container first."""
     resources: Resources = Field(default_factory=Resources, json_schema_extra={"default": {}})
-    """CPU, memory and storage limits."""
+    """CPU and memory limits; storage reserved on the node."""
     ports: Ports = Field(default_factory=list)
     """Ports the devbox serves (port 22 is reserved for SSH; the API rejects it)."""
     network_mode: NetworkMode = NetworkMode.NODE_PORT
@@ -165,6 +166,20 @@ class PortStatus(KubeModel):
     """Public URL, if the port is public and its Ingress is ready."""
 
 
+class CommitProgress(KubeModel):
+    """How far a commit in flight is: the node-shim's latest report, as the controller last
+    wrote it (at most every few seconds, and at each new step)."""
+
+    step: str = Field(default="", max_length=63)
+    """Step running now: ``lease``, ``pause``, ``diff``, ``compress``, ``push``…"""
+    bytes_done: Annotated[int, Field(ge=0)] = 0
+    """Bytes the step has handled so far."""
+    bytes_total: Annotated[int, Field(ge=0)] = 0
+    """Bytes the step has to handle (0: not known)."""
+    updated_at: Time
+    """When the controller wrote this progress."""
+
+
 class Commit(KubeModel):
     """One commit of the devbox's container to an image."""
 
@@ -192,6 +207,8 @@ class Commit(KubeModel):
     """When the commit started."""
     finished_at: Time | None = None
     """When the commit succeeded or failed."""
+    progress: CommitProgress | None = None
+    """While the commit is in flight: how far it is (dropped once it succeeded or failed)."""
 
 
 class DevboxStatus(KubeModel):
@@ -220,7 +237,7 @@ class DevboxStatus(KubeModel):
     )
     """Commit history, oldest first."""
     last_activity_time: Time | None = None
-    """Last SSH or port activity seen (for the idle timeout)."""
+    """Last SSH connection seen, through the tunnel or the NodePort (for the idle timeout)."""
 
 
 class Devbox(Resource):

@@ -16,6 +16,7 @@ from strawberry.schema import BaseSchema
 
 from app.schema.accounts import AccountMutation, AccountQuery
 from app.schema.audit import AuditQuery
+from app.schema.commit_progress import CommitProgressSubscription
 from app.schema.devbox_mutations import DevboxMutation
 from app.schema.devboxes import DevboxQuery
 from app.schema.runtimes import RuntimeQuery
@@ -35,7 +36,7 @@ class Mutation(AccountMutation, DevboxMutation):
 
 
 @strawberry.type
-class Subscription(DevboxSubscription):
+class Subscription(DevboxSubscription, CommitProgressSubscription):
     """Root subscription type."""
 
 
@@ -44,7 +45,9 @@ SUBSCRIPTION: type | None = Subscription
 
 
 def build_schema(settings: Settings | None = None) -> BaseSchema:
-    """The schema; with ``settings``, with its limits and error masking."""
+    """The schema; with ``settings``, with its limits and error masking.  Selections of plain
+    fields are completed by a plan (:mod:`app.schema.execution`)."""
+    from app.schema.execution import PlannedExecutionContext
     from app.schema.extensions import schema_extensions
 
     return strawberry.Schema(
@@ -52,6 +55,7 @@ def build_schema(settings: Settings | None = None) -> BaseSchema:
         mutation=Mutation,
         subscription=SUBSCRIPTION,
         extensions=schema_extensions(settings) if settings is not None else (),
+        execution_context_class=PlannedExecutionContext,
     )
 
 

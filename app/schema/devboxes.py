@@ -10,6 +10,7 @@ and ``events`` (recent core/v1 Events about the devbox).
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Iterable
 from datetime import datetime
 from enum import Enum
@@ -17,9 +18,11 @@ from typing import Any
 
 import strawberry
 
-from app.kubeclient import EVENTS, JSON, SECRETS
+from app.apicache import ReadCache
+from app.kubeclient import DEVBOXES, EVENTS, JSON, SECRETS
 from app.resources import (
     Commit,
+    CommitProgress,
     Devbox,
     DevboxPhase,
     DevboxRelease,
@@ -162,6 +165,29 @@ class AutoStop:
     stop_at: datetime | None
 
 
+@strawberry.type(
+    name="CommitProgress",
+    description="How far a commit in flight is (the node-shim's latest report, as the "
+    "controller last wrote it: at each new step, else every few seconds).",
+)
+class CommitProgressNode:
+    step: str = strawberry.field(description="Step running now: pause, diff, compress, push…")
+    bytes_done: float = strawberry.field(
+        description="Bytes the step has handled so far (a Float: sizes pass 2^31)."
+    )
+    bytes_total: float = strawberry.field(description="Bytes the step has to handle (0: unknown).")
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, progress: CommitProgress) -> CommitProgressNode:
+        return cls(
+            step=progress.step,
+            bytes_done=float(progress.bytes_done),
+            bytes_total=float(progress.bytes_total),
+            updated_at=progress.updated_at,
+        )
+
+
 @strawberry.type(name="Commit", description="One commit of the devbox's container to an image.")
 class CommitNode:
     id: str
@@ -179,6 +205,9 @@ class CommitNode:
     )
     started_at: datetime | None
     finished_at: datetime | None
+    progress: CommitProgressNode | None = strawberry.field(
+        description="How far the commit is while in flight (null once it ended)."
+    )
 
     @field(description="Seconds from start to finish, once finished.")
     def duration_seconds(self) -> float | None:
@@ -200,6 +229,7 @@ class CommitNode:
             restored_from=commit.restored_from,
             started_at=commit.started_at,
             finished_at=commit.finished_at,
+            progress=CommitProgressNode.of(commit.progress) if commit.progress else None,
         )
 
 
@@ -378,6 +408,8 @@ class DevboxNode(Node):
     auto_stop: AutoStop | None
     image: str | None = strawberry.field(description="Image the devbox runs or will start from.")
     created_at: datetime | None = strawberry.field(description="When the devbox was created.")
+    shared_completions: strawberry.Private[dict[Any, Any]] = dataclasses.field(default_factory=dict)
+    """Completed selections of plain fields, kept for every request (app.schema.execution)."""
 
     @classmethod
     def of(cls, devbox: Devbox) -> DevboxNode:
@@ -423,6 +455,16 @@ class DevboxNode(Node):
             image=status.image,
             created_at=devbox.metadata.creation_timestamp,
         )
+
+    @classmethod
+    def shared(cls, cache: ReadCache, devbox: Devbox) -> DevboxNode:
+        """:meth:`of`, built once per version of a cached devbox and shared by every
+        request (the schema only reads it)."""
+        memo = cache.memo(DEVBOXES, devbox)
+        node = memo.get("graphql")
+        if not isinstance(node, DevboxNode):
+            node = memo["graphql"] = cls.of(devbox)
+        return node
 
     @field(description="The runtime it was created from (null if gone or no longer visible).")
     def runtime(self, info: Info) -> RuntimeNode | None:
@@ -553,18 +595,25 @@ def list_devboxes(
     info: Info, viewer: Viewer, filter: DevboxFilter | None, order: DevboxOrder | None
 ) -> list[Devbox]:
     """The viewer's devboxes, filtered and ordered."""
-    found = read_cache(info).devboxes(viewer.namespace)
+    order = order or DevboxOrder()
+    cache = read_cache(info)
+    found: list[Devbox] = [
+        d
+        for d in (
+            cache.by_name(DEVBOXES, viewer.namespace)  # already in the default order
+            if order.field == DevboxOrderField.NAME
+            else cache.devboxes(viewer.namespace)
+        )
+        if isinstance(d, Devbox)
+    ]
     if filter is not None and filter.phase is not None:
         wanted = filter.phase.value
         found = [d for d in found if (d.status.phase or DevboxPhase.PENDING) == wanted]
     if filter is not None and filter.search:
         needle = filter.search.casefold()
         found = [d for d in found if needle in d.name.casefold()]
-    order = order or DevboxOrder()
     if order.field == DevboxOrderField.CREATED_AT:
         found.sort(key=lambda d: (d.metadata.creation_timestamp or datetime.min, d.name))
-    else:
-        found.sort(key=lambda d: d.name)
     if order.direction == OrderDirection.DESC:
         found.reverse()
     return found
@@ -613,7 +662,8 @@ class DevboxQuery:
         check_first(first)
         found = list_devboxes(info, viewer, filter, order_by)
         page = paginate(found, first=first, after=after, position=lambda d: str(d.name))
-        return map_connection(page, DevboxNode.of)
+        cache = read_cache(info)
+        return map_connection(page, lambda d: DevboxNode.shared(cache, d))
 
     @field(description="One of the viewer's devboxes by name (null if there is none).")
     def devbox(self, info: Info, name: str) -> DevboxNode | None:

@@ -7,14 +7,15 @@ in the viewer's namespace (or exists only in another) is ``NOT_FOUND``.  A subsc
 too far behind is ended with ``SUBSCRIPTION_ENDED`` and should subscribe again.  Generators
 unregister in ``finally``, so a client that goes away frees its queue at once.
 
-``commitProgress`` is not offered: the controller does not yet publish the node-shim's commit
-progress anywhere the API server could read it.
+``commitProgress(devbox)`` rides on the same subscriptions: see :mod:`app.schema.commit_progress`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator
 from enum import Enum
+from typing import Any
 
 import strawberry
 
@@ -55,6 +56,8 @@ class DevboxChangeEvent:
         description="The whole devbox after the change (for DELETED: as last seen)."
     )
     changed: list[DevboxAspect]
+    shared_results: strawberry.Private[dict[Any, Any]] = dataclasses.field(default_factory=dict)
+    """Execution results shared by the subscribers of this event (app.schema.execution)."""
 
     @classmethod
     def of(cls, change: Change[Devbox]) -> DevboxChangeEvent:

@@ -149,7 +149,14 @@ async def test_devboxes_page_filter_and_order(stack: Stack) -> None:
     oldest = (
         await stack.gql(token, LIST, first=2, order={"field": "CREATED_AT", "direction": "ASC"})
     )["devboxes"]
-    assert [e["node"]["name"] for e in oldest["edges"]] == ["echo", "alpha"]
+    # Whole-second timestamps: under load the four may straddle a second, so the one after
+    # "echo" is the earliest by (creationTimestamp, name) as the cluster recorded them.
+    created = {
+        name: (await stack.sim.kube.get(DEVBOXES, ns, name))["metadata"]["creationTimestamp"]
+        for name in ("alpha", "bravo", "charlie", "delta")
+    }
+    second = min(created, key=lambda name: (created[name], name))
+    assert [e["node"]["name"] for e in oldest["edges"]] == ["echo", second]
     newest = (
         await stack.gql(token, LIST, first=1, order={"field": "CREATED_AT", "direction": "DESC"})
     )["devboxes"]

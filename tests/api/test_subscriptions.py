@@ -15,7 +15,7 @@ from app.kubeclient import DEVBOXES, JSON
 from tests.api.stack import Stack, running_stack
 from tests.fixtures.api import GraphQLWebSocket, SubscriptionComplete
 from tests.fixtures.simcluster import Sim
-from tests.fixtures.waiting import until
+from tests.fixtures.waiting import until, until_async
 
 
 @pytest.fixture
@@ -195,3 +195,52 @@ async def test_many_subscribers_share_the_one_watch(stack: Stack) -> None:
             assert event["devboxChanged"]["devbox"]["phase"] == "RUNNING"
         assert len(stack.sim.cluster.store.watchers) == watchers
     await asyncio.wait_for(until(lambda: stack.server.services.cache.subscriber_count() == 0), 10)
+
+
+KEYED = """
+subscription($name: String!) {
+  devboxChanged(name: $name) { type devbox { name owner ssh { privateKey } } }
+}
+"""
+
+
+async def test_one_event_for_many_viewers_keeps_the_key_to_its_owner(
+    sim: Sim, api_database: str, tmp_path: Path
+) -> None:
+    # One event is executed once per distinct operation and viewer (app.schema.execution):
+    # the owner and a colleague in the same namespace, several subscriptions each, on
+    # separate sockets, with a selection that needs the viewer (privateKey) and one that
+    # does not.
+    async with running_stack(sim, api_database, tmp_path, controller=True) as stack:
+        alice = await stack.user("alice")
+        ns = await namespace_of(stack, alice)
+        bob = await stack.user("bob", namespace=ns)
+        assert (await stack.create(alice, "box"))["userErrors"] == []
+        await stack.wait_phase(ns, "box", "Running")
+
+        async def keyed() -> bool | None:
+            data = await stack.gql(alice, '{ devbox(name: "box") { ssh { privateKey } } }')
+            return bool((data["devbox"]["ssh"] or {}).get("privateKey")) or None
+
+        await until_async(keyed, 20, "the devbox has its SSH key")
+        cache = stack.server.services.cache
+        async with stack.server.ws(alice) as mine, stack.server.ws(bob) as theirs:
+            subscribed = [
+                (client, await client.subscribe(query, {"name": "box"}))
+                for client in (mine, theirs, mine, theirs)
+                for query in (KEYED, ONE)
+            ]
+            await until(lambda: cache.subscriber_count() == len(subscribed), what="subscribed")
+            await stack.gql(
+                alice, 'mutation { devboxStop(input: {name: "box"}) { userErrors { code } } }'
+            )
+            for client, ident in subscribed:
+                (event,) = await events(client, ident, 1)
+                devbox = event["devboxChanged"]["devbox"]
+                assert devbox["name"] == "box"
+                if "ssh" in devbox:
+                    key = devbox["ssh"]["privateKey"]
+                    if client is mine:
+                        assert key.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+                    else:
+                        assert key is None
