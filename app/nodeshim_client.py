@@ -146,6 +146,33 @@ class NodeShimClient:
             raise _translate(exc, f"health of {host}") from exc
         return response
 
+    async def activity(
+        self,
+        host: str,
+        container_id: str,
+        port: int,
+        *,
+        writable_bytes: bool = True,
+        deadline: float | None = None,
+    ) -> pb.ContainerActivityResponse:
+        """Whether the container runs, its ESTABLISHED connections on ``port`` and (unless
+        ``writable_bytes`` is false: measuring walks the layer) its writable layer's size."""
+        call = self._channel(host).unary_unary(
+            SERVICE + "ContainerActivity",
+            request_serializer=pb.ContainerActivityRequest.SerializeToString,
+            response_deserializer=pb.ContainerActivityResponse.FromString,
+        )
+        request = pb.ContainerActivityRequest(
+            container_id=container_id, port=port, skip_writable_bytes=not writable_bytes
+        )
+        try:
+            response: pb.ContainerActivityResponse = await call(
+                request, metadata=self._metadata(), timeout=deadline or self.call_timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc, f"activity of container {container_id} on {host}") from exc
+        return response
+
     async def delete_image(self, host: str, image: str, *, registry: bool = True) -> bool:
         """Delete ``image`` (and its registry tag); whether it existed."""
         call = self._channel(host).unary_unary(

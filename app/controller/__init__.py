@@ -7,7 +7,9 @@ registry); ``_children`` (desired child objects, pure), ``_status`` (status help
 ``_queue`` (work queue), ``_commits`` (commit calls in flight), ``_snapshots`` (when a running
 devbox's next snapshot commit is due and its record, pure), ``_sshkeys`` (noticing regenerated
 SSH keys, pure), ``_nodes`` (a pod lost with its node, pure), ``_events`` and ``_metrics``;
-``_pods`` (reading a pod, pure), ``_records`` (rules over commit records, pure); the devbox
+``_pods`` (reading a pod, pure), ``_records`` (rules over commit records, pure), ``_activity``
+(asks the node-shim about a running devbox's SSH connections and writable layer: idle
+auto-stop, the ``StorageWithinLimit`` condition); the devbox
 reconciler, one job per module stacked in this order: ``_base`` (caches, owned children,
 conditional status writes) → ``_running`` → ``_stopping`` (stop commits, auto-stop) →
 ``_restoring`` → ``_deleting`` (finalizer) → ``_reconcile`` (entry point and lifecycle); and

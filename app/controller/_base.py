@@ -17,6 +17,7 @@ from app.controller import _children as children
 from app.controller import _pods as pods
 from app.controller import _sshkeys as sshkeys
 from app.controller import _status as st
+from app.controller._activity import ActivityWatch
 from app.controller._commits import CommitTracker
 from app.controller._events import EventRecorder
 from app.kubeclient import (
@@ -79,6 +80,10 @@ class ReconcileConfig:
     delete_commit_wait: float = 300.0
     commit_retry_base: float = 2.0
     commit_retry_max: float = 300.0
+    activity_interval: float = 60.0
+    """Seconds between two looks at a running devbox's SSH connections (idle auto-stop)."""
+    storage_interval: float = 300.0
+    """Seconds between two measures of a running devbox's writable layer."""
 
 
 @dataclass
@@ -113,6 +118,9 @@ class ReconcilerBase:
         self.commits = commits
         self.config = config
         self.events = EventRecorder(kube)
+        self.activity = ActivityWatch(
+            commits.client, lambda: (config.activity_interval, config.storage_interval)
+        )
         # Re-attaching to a commit interrupted by a temporary error backs off in memory: a
         # restarted controller should re-attach at once.  A *failed* stop commit's retry
         # backs off by status alone (see _backoff).

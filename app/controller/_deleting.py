@@ -72,8 +72,10 @@ class DeletingReconciler(RestoringReconciler):
                 self._not_ready(
                     devbox, status, DevboxPhase.DELETING, "Deleting", "waiting for the commit"
                 )
+                again = sooner(again, records.publish_progress(status, self.commits, st.now()))
                 await self._write_status(obj, status)
                 return sooner(max(0.1, self.config.delete_commit_wait - waited), again)
+        records.publish_progress(status, self.commits, st.now())  # drops a finished one's
         self._not_ready(devbox, status, DevboxPhase.DELETING, "Deleting", "removing the devbox")
         stored = await self._write_status(obj, status)
         remaining = 0

@@ -15,7 +15,9 @@ so a crash at any line converges on the next run:
   request id after a backoff (the node-shim may still be committing: a new id would be a second
   commit of the container); only a permanent error marks the record ``Failed``;
 - status is written through the status subresource, conditional on the resourceVersion read,
-  and only when it differs from what is stored (a steady devbox causes no writes).
+  and only when it differs from what is stored (a steady devbox causes no writes); the
+  progress of a commit in flight is copied into its record at most every few seconds within
+  a step (:func:`app.controller._records.publish_progress`).
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class DevboxReconciler(DeletingReconciler):
         if obj is None:
             self._reattach_failures.pop(key, None)
             self._reattach_at.pop(key, None)
+            self.activity.forget(key)
             return None
         devbox = Devbox.model_validate(obj)  # a copy: the cached dict is never touched
         if devbox.metadata.deletion_timestamp is not None:
@@ -123,15 +126,19 @@ class DevboxReconciler(DeletingReconciler):
                 )
                 hosts = await self._ensure_ingresses(devbox)
             auto_stop = self._auto_stop(devbox, status)
+            watch = await self._watch(key, devbox, status, pod, urgent=isinstance(auto_stop, str))
+            if isinstance(auto_stop, str):
+                auto_stop = self._auto_stop(devbox, status)  # a connection seen just now counts
             if isinstance(auto_stop, str):
                 await self._stop_automatically(obj, devbox, status, auto_stop)
                 return None  # the spec change comes back as an event
             requeue = await self._lifecycle(key, devbox, runtime, status, pod)
+            requeue = sooner(requeue, records.publish_progress(status, self.commits, st.now()))
         except NotOwned as exc:
             self._not_ready(devbox, status, DevboxPhase.FAILED, "NameConflict", str(exc))
             await self._write_status(obj, status)
             return NAME_CONFLICT_RECHECK  # a foreign object sends us no events
-        requeue = sooner(requeue, auto_stop)
+        requeue = sooner(sooner(requeue, auto_stop), watch)
         sshkeys.note_regeneration(
             status, secret, children.secret_name(devbox), devbox.metadata.generation
         )
@@ -140,6 +147,14 @@ class DevboxReconciler(DeletingReconciler):
             await self._announce(devbox, status, pod)
         await self._clear_abandon(devbox, status, pod)
         return requeue
+
+    async def _watch(
+        self, key: Key, devbox: Devbox, status: DevboxStatus, pod: JSON | None, *, urgent: bool
+    ) -> float | None:
+        """Ask the pod's node-shim about connections and storage when due (see _activity)."""
+        node = str(((pod or {}).get("spec") or {}).get("nodeName") or "")
+        host = self._node_address(node)
+        return await self.activity.watch(key, devbox, status, pod, host, urgent=urgent)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -1,5 +1,6 @@
 """Rules over a devbox's commit records: restarts and restores pending, interrupted calls,
-failure codes, and trimming the history to ``MAX_COMMITS``."""
+failure codes, the progress of the commit in flight, and trimming the history to
+``MAX_COMMITS``."""
 
 from __future__ import annotations
 
@@ -7,8 +8,19 @@ import asyncio
 from datetime import datetime
 
 from app.controller._base import ABANDON_ANNOTATION, RESTART_ANNOTATION
+from app.controller._commits import CommitTracker
 from app.nodeshim_client import CommitOutcome, NodeShimError
-from app.resources import MAX_COMMITS, Commit, CommitMode, CommitStatus, Devbox, DevboxStatus
+from app.resources import (
+    MAX_COMMITS,
+    Commit,
+    CommitMode,
+    CommitProgress,
+    CommitStatus,
+    Devbox,
+    DevboxStatus,
+)
+
+_IN_FLIGHT = (CommitStatus.PENDING, CommitStatus.COMMITTING)
 
 
 def restart_pending(devbox: Devbox, status: DevboxStatus) -> bool:
@@ -54,6 +66,41 @@ def pending_restore(devbox: Devbox, status: DevboxStatus) -> str | None:
 
 def last_restore(commits: list[Commit]) -> Commit | None:
     return next((c for c in reversed(commits) if c.mode == CommitMode.RESTORE), None)
+
+
+def publish_progress(status: DevboxStatus, tracker: CommitTracker, now: datetime) -> float | None:
+    """Copy the latest progress of the commit in flight into its record; drop it from every
+    finished record.  Within a step, the record's progress changes at most once per
+    ``tracker.progress_interval`` (by its ``updatedAt``): a newer report held back returns the
+    seconds until it may be written, so the reconciler looks again then.  A report that
+    matches the record changes nothing, so a steady commit makes no writes."""
+    wait: float | None = None
+    for record in status.commits:
+        if record.status not in _IN_FLIGHT:
+            record.progress = None
+            continue
+        latest = tracker.progress(record.request_id or record.id)
+        if latest is None:
+            continue
+        shown = record.progress
+        if shown is not None and (shown.step, shown.bytes_done, shown.bytes_total) == (
+            latest.step,
+            latest.bytes_done,
+            latest.bytes_total,
+        ):
+            continue
+        if shown is not None and shown.step == latest.step:
+            left = tracker.progress_interval - (now - shown.updated_at).total_seconds()
+            if left > 0:
+                wait = left if wait is None else min(wait, left)
+                continue
+        record.progress = CommitProgress(
+            step=latest.step,
+            bytes_done=latest.bytes_done,
+            bytes_total=latest.bytes_total,
+            updated_at=now,
+        )
+    return wait
 
 
 def failure_code(reason: str | None) -> str:

@@ -317,6 +317,15 @@ class ContainerdClient:
         )
         return [Mount.from_pb(m) for m in response.mounts]
 
+    async def usage(self, snapshotter: str, key: str) -> int:
+        """Bytes the snapshot ``key`` uses (for an active one: its writable layer)."""
+        response = await self._call(
+            "/containerd.services.snapshots.v1.Snapshots/Usage",
+            snapshots_pb2.UsageRequest(snapshotter=snapshotter, key=key),
+            snapshots_pb2.UsageResponse,
+        )
+        return int(response.size)
+
     async def remove_snapshot(self, snapshotter: str, key: str) -> None:
         await self._call(
             "/containerd.services.snapshots.v1.Snapshots/Remove",

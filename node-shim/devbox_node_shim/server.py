@@ -18,6 +18,11 @@ Every call must carry ``authorization: Bearer <token>`` (checked by :class:`Bear
   credentials), INVALID_ARGUMENT (a malformed request: no mode, ``max_layers`` 1, a target
   without a tag…), INTERNAL (anything else).
 
+``ContainerActivity`` says whether a container's task runs, counts the ESTABLISHED TCP
+connections on a local port in its network namespace (:mod:`sockets`, from ``/proc/<pid>/net``)
+and measures its writable layer (containerd's snapshot usage): NOT_FOUND for an unknown
+container, FAILED_PRECONDITION when the task's process is not visible (no host PID namespace).
+
 ``Health`` says ``serving`` when containerd answers, and ``degraded`` (with the reason) when a
 registry the node-shim is configured for or pushed to does not answer ``GET /v2/`` or refuses
 its credentials: commits would fail at their push step, but the RPC itself succeeds.
@@ -42,7 +47,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from devbox_node_shim import __version__, commit
+from devbox_node_shim import __version__, commit, sockets
 from devbox_node_shim import containerd as ctrd
 from devbox_node_shim.api import FAILED_STEP_METADATA
 from devbox_node_shim.api import nodeshim_pb2 as pb
@@ -509,6 +514,64 @@ class NodeShimService(pb_grpc.NodeShimServicer):
             containerd_version = ""
         return pb.VersionResponse(
             version=__version__, containerd_version=containerd_version, api_version=API_VERSION
+        )
+
+    # --- ContainerActivity -----------------------------------------------------------------
+
+    async def ContainerActivity(
+        self, request: pb.ContainerActivityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ContainerActivityResponse:
+        container_id = request.container_id
+        if not container_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "container_id is required")
+        if request.port > 65535:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"port {request.port} is not a TCP port"
+            )
+        try:
+            return await self._activity(request)
+        except ctrd.NotFound:
+            code, message = grpc.StatusCode.NOT_FOUND, f"container {container_id} not found"
+        except ctrd.ContainerdUnavailable as exc:
+            code, message = grpc.StatusCode.UNAVAILABLE, exc.message
+        except ctrd.ContainerdError as exc:
+            code, message = grpc.StatusCode.INTERNAL, exc.message
+        except sockets.ProcessGone as exc:
+            code = grpc.StatusCode.FAILED_PRECONDITION
+            message = (
+                f"container {container_id}'s task runs as pid {exc.pid}, which this node-shim "
+                "cannot see in /proc: run it in the host's PID namespace (hostPID: true)"
+            )
+        await context.abort(code, message)
+        return pb.ContainerActivityResponse()  # (abort raises)
+
+    async def _live_task(self, container_id: str) -> ctrd.Task | None:
+        """The container's task if it runs (or is paused), else None."""
+        try:
+            task = await self.containerd.task(container_id)
+        except ctrd.NotFound:
+            return None  # created, never started, or its task deleted
+        return task if task.status in ("RUNNING", "PAUSED", "PAUSING") else None
+
+    async def _activity(self, request: pb.ContainerActivityRequest) -> pb.ContainerActivityResponse:
+        container = await self.containerd.container(request.container_id)
+        task = await self._live_task(request.container_id)
+        connections = 0
+        if task is not None and request.port:
+            try:
+                connections = await asyncio.to_thread(sockets.established, task.pid, request.port)
+            except sockets.ProcessGone:
+                if await self._live_task(request.container_id) is not None:
+                    raise  # it runs, yet its process is invisible: no host PID namespace
+                task = None  # it exited meanwhile
+        writable = 0
+        if not request.skip_writable_bytes and container.snapshot_key:
+            with contextlib.suppress(ctrd.NotFound):  # a container whose snapshot is gone
+                writable = await self.containerd.usage(
+                    container.snapshotter, container.snapshot_key
+                )
+        return pb.ContainerActivityResponse(
+            running=task is not None, connections=connections, writable_bytes=writable
         )
 
 

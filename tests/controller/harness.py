@@ -36,10 +36,19 @@ class Harness:
     def api(self) -> Devboxes:
         return Devboxes(self.sim.kube)
 
-    async def start_controller(self, commit_retry_base: float = 0.2) -> Controller:
+    async def start_controller(
+        self,
+        commit_retry_base: float = 0.2,
+        *,
+        activity_interval: float | None = None,
+        storage_interval: float | None = None,
+    ) -> Controller:
         controller = Controller(
             self.sim.api, self.settings, workers=4, commit_retry_base=commit_retry_base
         )
+        config = controller.reconciler.config
+        config.activity_interval = activity_interval or config.activity_interval
+        config.storage_interval = storage_interval or config.storage_interval
         self.controller = controller
         self.task = asyncio.create_task(controller.run())
         await asyncio.wait_for(controller.ready.wait(), 10)

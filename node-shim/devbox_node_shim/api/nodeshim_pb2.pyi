@@ -156,3 +156,23 @@ class VersionResponse(_message.Message):
     containerd_version: str
     api_version: str
     def __init__(self, version: _Optional[str] = ..., containerd_version: _Optional[str] = ..., api_version: _Optional[str] = ...) -> None: ...
+
+class ContainerActivityRequest(_message.Message):
+    __slots__ = ("container_id", "port", "skip_writable_bytes")
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    SKIP_WRITABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    port: int
+    skip_writable_bytes: bool
+    def __init__(self, container_id: _Optional[str] = ..., port: _Optional[int] = ..., skip_writable_bytes: _Optional[bool] = ...) -> None: ...
+
+class ContainerActivityResponse(_message.Message):
+    __slots__ = ("running", "connections", "writable_bytes")
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    WRITABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    running: bool
+    connections: int
+    writable_bytes: int
+    def __init__(self, running: _Optional[bool] = ..., connections: _Optional[int] = ..., writable_bytes: _Optional[int] = ...) -> None: ...

@@ -59,6 +59,11 @@ class NodeShimStub:
                 request_serializer=devbox_dot_nodeshim_dot_v1_dot_nodeshim__pb2.VersionRequest.SerializeToString,
                 response_deserializer=devbox_dot_nodeshim_dot_v1_dot_nodeshim__pb2.VersionResponse.FromString,
                 _registered_method=True)
+        self.ContainerActivity = channel.unary_unary(
+                '/devbox.nodeshim.v1.NodeShim/ContainerActivity',
+                request_serializer=devbox_dot_nodeshim_dot_v1_dot_nodeshim__pb2.ContainerActivityRequest.SerializeToString,
+                response_deserializer=devbox_dot_nodeshim_dot_v1_dot_nodeshim__pb2.ContainerActivityResponse.FromString,
+                _registered_method=True)
 
 
 class NodeShimServicer:
@@ -106,6 +111,15 @@ class NodeShimServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ContainerActivity(self, request, context):
+        """What a container is doing: whether its task runs, how many TCP connections are open to a
+        port in its network namespace (SSH straight to a node port counts as activity for idle
+        auto-stop), and how large its writable layer is.  NOT_FOUND for an unknown container.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeShimServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +147,11 @@ def add_NodeShimServicer_to_server(servicer, server):
                     servicer.Version,
                     request_deserializer=devbox_dot_nodeshim_dot_v1_dot_nodeshim__pb2.VersionRequest.FromString,
                     response_serializer=devbox_dot_nodeshim_dot_v1_dot_nodeshim__pb2.VersionResponse.SerializeToString,
+            ),
+            'ContainerActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.ContainerActivity,
+                    request_deserializer=devbox_dot_nodeshim_dot_v1_dot_nodeshim__pb2.ContainerActivityRequest.FromString,
+                    response_serializer=devbox_dot_nodeshim_dot_v1_dot_nodeshim__pb2.ContainerActivityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +289,33 @@ class NodeShim:
             '/devbox.nodeshim.v1.NodeShim/Version',
             devbox_dot_nodeshim_dot_v1_dot_nodeshim__pb2.VersionRequest.SerializeToString,
             devbox_dot_nodeshim_dot_v1_dot_nodeshim__pb2.VersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContainerActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devbox.nodeshim.v1.NodeShim/ContainerActivity',
+            devbox_dot_nodeshim_dot_v1_dot_nodeshim__pb2.ContainerActivityRequest.SerializeToString,
+            devbox_dot_nodeshim_dot_v1_dot_nodeshim__pb2.ContainerActivityResponse.FromString,
             options,
             channel_credentials,
             insecure,
