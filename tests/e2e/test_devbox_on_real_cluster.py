@@ -11,6 +11,7 @@ next pod pulls the committed image back from that registry.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -22,7 +23,9 @@ from typing import Any
 
 import httpx
 import pytest
+from devbox_node_shim.api import nodeshim_pb2 as pb
 
+from app.nodeshim_client import NodeShimClient
 from tests.client.helpers import Devboxctl
 from tests.fixtures.realcluster import SCRIPT
 from tests.fixtures.realstack import REGISTRY, RealStack
@@ -225,6 +228,24 @@ def pods_of(stack: RealStack, namespace: str, name: str) -> list[dict[str, Any]]
     return items
 
 
+def container_activity(stack: RealStack, namespace: str, name: str) -> pb.ContainerActivityResponse:
+    """The node-shim's ContainerActivity for the devbox's container, SSH port 22."""
+    pod = pods_of(stack, namespace, name)[0]
+    container = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    client = NodeShimClient(
+        port=int(stack.node_shim.env["DEVBOX_NODE_SHIM_PORT"]),
+        token=stack.node_shim.env["DEVBOX_NODE_SHIM_TOKEN"],
+    )
+
+    async def ask() -> pb.ContainerActivityResponse:
+        try:
+            return await client.activity(pod["status"]["hostIP"], container, 22)
+        finally:
+            await client.close()
+
+    return asyncio.run(ask())
+
+
 def write_big_file(ssh: Ssh, megabytes: int) -> str:
     """Incompressible data in /root/big.bin (a commit that takes a few seconds); its sha256."""
     out = ssh.run(
@@ -275,6 +296,27 @@ def test_every_change_survives_stop_start_and_a_release(
     assert ssh.run("cat /root/notes.txt", via=["-o", f"ProxyCommand={proxy}"]).strip() == (
         f"notes of {name}"
     )
+
+    # What idle auto-stop and the storage condition read: the node-shim sees the SSH session
+    # held open straight to the NodePort, inside the real pod's network namespace.
+    session = subprocess.Popen(
+        ["ssh", *ssh.options, "-p", str(ssh.port), f"{ssh.user}@{ssh.host}", "sleep 60"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        activity = until(
+            "the node-shim sees the open SSH session",
+            lambda: (found := container_activity(stack, namespace, name)).connections and found,
+            30,
+            stack,
+        )
+        assert activity.running
+        assert activity.writable_bytes > 0
+    finally:
+        session.kill()
+        session.wait()
 
     first_pod = pods_of(stack, namespace, name)[0]["metadata"]["uid"]
     api.mutate("devboxStop", "DevboxStopInput", "devbox { phase }", name=name)
