@@ -367,7 +367,13 @@ class PlannedExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if not getattr(field_def.resolve, "_is_default", False):
                 return None
             definition = field_def.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
-            if definition is None or definition.default_resolver is not getattr:
+            if (
+                definition is None
+                or definition.default_resolver is not getattr
+                # strawberry marks a field with extensions (permission classes…) as having the
+                # default resolver too: only a basic field may skip them.
+                or not definition.is_basic_field
+            ):
                 return None
             planned = self._type_plan(field_def.type, details)
             if planned is None:

@@ -142,3 +142,32 @@ def test_a_plan_reused_across_requests_follows_their_variables() -> None:
         result = schema.execute_sync(query, variable_values={"w": "good", "yes": yes})
         first = (result.data or {})["things"][0]
         assert first == ({"name": "one", "tags": ["a", "b"]} if yes else {"name": "one"})
+
+
+class NeverAllowed(strawberry.BasePermission):
+    message = "not for you"
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        return False
+
+
+@strawberry.type
+class Vault:
+    label: str
+    secret: str | None = strawberry.field(permission_classes=[NeverAllowed])
+
+
+@strawberry.type
+class VaultQuery:
+    @strawberry.field
+    def vault(self) -> Vault:
+        return Vault(label="v", secret="hunter2")
+
+
+def test_a_plain_field_with_a_permission_class_is_still_checked() -> None:
+    """A field without a resolver but with permission classes is not "plain": the plan must
+    leave it to strawberry, or the value would be served without the check."""
+    schema = strawberry.Schema(query=VaultQuery, execution_context_class=PlannedExecutionContext)
+    result = schema.execute_sync("{ vault { label secret } }")
+    assert result.data == {"vault": {"label": "v", "secret": None}}
+    assert [e.message for e in result.errors or []] == ["not for you"]
