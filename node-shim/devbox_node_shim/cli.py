@@ -66,6 +66,8 @@ def serve(
         )
         raise typer.Exit(2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # one line per registry request is noise next to the node-shim's own commit lines
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
     try:
         settings = Settings() if port is None else Settings(port=port)
         settings.bearer_token()

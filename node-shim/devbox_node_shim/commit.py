@@ -79,7 +79,13 @@ from devbox_node_shim import containerd as ctrd
 from devbox_node_shim import image
 from devbox_node_shim.compress import CompressedLayer, CompressError, LayerCompressor
 from devbox_node_shim.containerd import ContainerdClient, Descriptor
-from devbox_node_shim.overlay_diff import LayerError, capture_layer, write_captured, write_layer
+from devbox_node_shim.overlay_diff import (
+    CapturedLayer,
+    LayerError,
+    capture_layer,
+    write_captured,
+    write_layer,
+)
 from devbox_node_shim.spool import SpoolAborted
 from devbox_node_shim.squash import SquashError, squash_layers
 
@@ -268,6 +274,7 @@ class _Run:
         self.paused = False
         self.current_step = ""
         self.compressing: asyncio.Future[CompressedLayer] | None = None
+        self.capturing: asyncio.Future[CapturedLayer] | None = None
         self.uploading: asyncio.Future[bool] | None = None
         self.storing_layer: asyncio.Future[None] | None = None
         self.storing: asyncio.Future[None] | None = None
@@ -389,6 +396,12 @@ class _Run:
                 with contextlib.suppress(BaseException):
                     await task
         await self._remove_views()
+        if self.capturing is not None:
+            # The capture thread (and its copier threads) write into the work folder until
+            # they end, even when the commit was cancelled meanwhile.
+            await asyncio.wait([self.capturing])
+            if not self.capturing.cancelled():
+                self.capturing.exception()  # retrieved: the commit reported its own error
         if self.compressing is not None:
             # The compressor thread ends once the spool is closed or failed; wait for it
             # before its files go.
@@ -529,7 +542,9 @@ class _Run:
             captured = None  # the task has exited: the upper directory no longer changes
         else:
             data = self.work / "layer.data"
-            captured = await _in_thread(lambda: capture_layer(upper, data), "capture")
+            self.capturing = _in_thread(lambda: capture_layer(upper, data), "capture")
+            # Shielded: a cancelled commit still lets the copy end before its files go.
+            captured = await asyncio.shield(self.capturing)
         loop = asyncio.get_running_loop()
         # About the tar's size (data and a header block per entry); unknown in mode STOP.
         total = captured.data_bytes + 512 * len(captured.entries) if captured else 0

@@ -100,7 +100,9 @@ class RegistryPusher:
         if self._users.get(id(client), 0) > 0:
             self._retired[id(client)] = client
         else:
-            self._closing.add(asyncio.ensure_future(client.aclose()))
+            closing = asyncio.ensure_future(client.aclose())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     @contextlib.asynccontextmanager
     async def _client_in_use(self) -> AsyncIterator[RegistryClient]:
@@ -135,20 +137,20 @@ class RegistryPusher:
     async def health(self) -> list[str]:
         """What is wrong with the registries this pusher knows, one line each ([]: all well)."""
         try:
-            client = self._current_client()
+            async with self._client_in_use() as client:  # not closed under a ping on rotation
+
+                async def check(host: str) -> str | None:
+                    try:
+                        await asyncio.wait_for(client.ping(host), PING_TIMEOUT)
+                    except TimeoutError:
+                        return f"registry {host} did not answer within {PING_TIMEOUT:.0f} s"
+                    except registry.RegistryError as exc:
+                        return f"registry {host}: {exc}"
+                    return None
+
+                found = await asyncio.gather(*(check(h) for h in self.known_registries()))
         except registry.RegistryError as exc:
             return [str(exc)]
-
-        async def check(host: str) -> str | None:
-            try:
-                await asyncio.wait_for(client.ping(host), PING_TIMEOUT)
-            except TimeoutError:
-                return f"registry {host} did not answer within {PING_TIMEOUT:.0f} s"
-            except registry.RegistryError as exc:
-                return f"registry {host}: {exc}"
-            return None
-
-        found = await asyncio.gather(*(check(host) for host in self.known_registries()))
         return [problem for problem in found if problem is not None]
 
     async def push_image(

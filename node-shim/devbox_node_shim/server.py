@@ -300,7 +300,27 @@ class NodeShimService(pb_grpc.NodeShimServicer):
                         started_at=_now(),
                     )
                 )
-            result = await self.committer.commit(self._spec(request), run.publish)
+            log.info(
+                "commit %s of container %s to %s started (%s)",
+                request.request_id,
+                request.container_id,
+                request.target_image,
+                pb.CommitMode.Name(request.mode),
+            )
+            try:
+                result = await self.committer.commit(self._spec(request), run.publish)
+            except commit.CommitError as exc:
+                log.warning(
+                    "commit %s failed at step %s: %s", request.request_id, exc.step, exc.message
+                )
+                raise
+            log.info(
+                "commit %s done: %s (%d layers, %d bytes)",
+                request.request_id,
+                result.manifest_digest,
+                len(result.layers),
+                result.total_size,
+            )
             record = FinishedCommit(
                 request_id=request.request_id,
                 container_id=request.container_id,
