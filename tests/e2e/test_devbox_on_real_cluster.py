@@ -136,6 +136,11 @@ class Api:
 
         return dict(until(f"{name} is {phase}", reached, within, self.stack))
 
+    def delete(self, name: str) -> None:
+        """Delete the devbox and wait until it is gone (the controller's finalizer ran)."""
+        self.mutate("devboxDelete", "DevboxDeleteInput", "", name=name)
+        until(f"{name} is gone", lambda: not self.devbox(name), 120, self.stack)
+
     def runtime_id(self, name: str) -> str:
         edges = self("{ runtimes(first: 100) { edges { node { id name namespace } } } }")[
             "runtimes"
@@ -217,7 +222,7 @@ def registry_digest(image: str) -> str | None:
     )
     if response.status_code == 404:
         return None
-    assert response.status_code == 200, response.text
+    assert response.status_code == 200, f"registry: HTTP {response.status_code} for {image}"
     digest = response.headers.get("docker-content-digest")
     return str(digest) if digest else None
 
@@ -327,6 +332,7 @@ def test_every_change_survives_stop_start_and_a_release(
     image = done[0]["image"]
     assert image.startswith(f"{REGISTRY}/{namespace}/{name}:"), image
     assert box["image"] == image
+    assert str(done[0]["digest"]).startswith("sha256:"), done[0]
     assert registry_digest(image) == done[0]["digest"], "the registry holds the committed image"
 
     # The next pod must get the image from the registry, not from the node's leftovers.
@@ -360,6 +366,7 @@ def test_every_change_survives_stop_start_and_a_release(
 
     released = until("the release succeeds", release_done, 120, stack)
     assert released["phase"] == "SUCCEEDED", released
+    assert released["image"] == f"{REGISTRY}/{namespace}/{name}:1.0.0", released
     assert registry_digest(released["image"]) == done[0]["digest"]
     runtime = api.mutate(
         "runtimeCreateFromRelease",
@@ -377,13 +384,7 @@ def test_every_change_survives_stop_start_and_a_release(
     assert ssh2.run(CHECK_CHANGES).splitlines() == check_output(name)
 
     for each in (name, second):
-        api.mutate("devboxDelete", "DevboxDeleteInput", "", name=each)
-    until(
-        "both devboxes are gone",
-        lambda: not api.devbox(name) and not api.devbox(second),
-        120,
-        stack,
-    )
+        api.delete(each)
     assert pods_of(stack, namespace, name) == []
     assert pods_of(stack, namespace, second) == []
 
@@ -398,23 +399,30 @@ def test_controller_killed_during_stop_loses_nothing(
     ssh = Ssh(box, tmp_path)
     ssh.wait_ready(stack)
     ssh.run(WRITE_CHANGES)
-    digest = write_big_file(ssh, 150)
+    digest = write_big_file(ssh, 400)  # a commit of a few seconds: time to kill mid-way
 
     api.mutate("devboxStop", "DevboxStopInput", "devbox { phase }", name=name)
-    until(
-        "the stop commit is under way",
-        lambda: any(c["status"] in ("PENDING", "COMMITTING") for c in commits(api.devbox(name))),
-        60,
-        stack,
-    )
+
+    def committing() -> str | None:
+        """The commit id once the node-shim has started committing it (its log says so)."""
+        running = [c for c in commits(api.devbox(name)) if c["status"] == "COMMITTING"]
+        if running and f":{running[0]['id']} of container" in stack.node_shim.text():
+            return str(running[0]["id"])
+        return None
+
+    commit_id = until("the node-shim is committing", committing, 60, stack)
     stack.controller.kill()
+    assert f":{commit_id} done" not in stack.node_shim.text(), (
+        "the commit ended before the controller was killed: nothing was proven"
+    )
     time.sleep(2)
     stack.controller.start()
 
     box = api.wait_phase(name, "STOPPED", within=300)
     done = [c for c in commits(box) if c["status"] == "SUCCEEDED"]
-    assert len(done) == 1, commits(box)
+    assert [c["id"] for c in done] == [commit_id], commits(box)  # re-attached, not redone
     assert [c for c in commits(box) if c["status"] != "SUCCEEDED"] == [], commits(box)
+    assert stack.node_shim.text().count(f":{commit_id} of container") == 1
     assert pods_of(stack, namespace, name) == []
 
     api.mutate("devboxStart", "DevboxStartInput", "devbox { phase }", name=name)
@@ -424,7 +432,7 @@ def test_controller_killed_during_stop_loses_nothing(
     ssh.wait_ready(stack)
     assert ssh.run(CHECK_CHANGES).splitlines() == check_output(name)
     assert ssh.run("sha256sum /root/big.bin").split()[0] == digest
-    api.mutate("devboxDelete", "DevboxDeleteInput", "", name=name)
+    api.delete(name)
 
 
 def _registry_pid(stack: RealStack) -> int:
@@ -464,15 +472,16 @@ def test_registry_down_during_commit_keeps_the_pod_and_retries(
             timeout=280,
             check=False,
         )
-        assert up.returncode == 0, up.stderr
+    assert up.returncode == 0, f"the registry did not come back: {up.stderr}"
 
     box = api.wait_phase(name, "STOPPED", within=300)
     done = [c for c in commits(box) if c["status"] == "SUCCEEDED"]
     assert len(done) == 1
+    assert str(done[0]["digest"]).startswith("sha256:"), done[0]
     assert registry_digest(done[0]["image"]) == done[0]["digest"]
     api.mutate("devboxStart", "DevboxStartInput", "devbox { phase }", name=name)
     box = api.wait_phase(name, "RUNNING")
     ssh = Ssh(box, tmp_path / "again")
     ssh.wait_ready(stack)
     assert ssh.run(CHECK_CHANGES).splitlines() == check_output(name)
-    api.mutate("devboxDelete", "DevboxDeleteInput", "", name=name)
+    api.delete(name)
