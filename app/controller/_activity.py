@@ -14,19 +14,26 @@ limit, since a kubelet eviction would delete the container and its uncommitted c
 otherwise.  It is changed only when its status changes: a steady devbox makes no writes.
 
 Checks are scheduled through the reconcile's requeue delay; the first comes one interval after
-the controller first sees the pod (a fresh pod has nothing to report).  A node-shim that cannot
+the controller first sees the pod (a fresh pod has nothing to report).  A call runs in a task
+of its own, never in a reconcile worker (a node that does not answer would hold one for the
+call's deadline); its answer queues the devbox, and the next reconcile notes it.  Before an
+idle stop the reconciler waits for the answer of the call in flight.  A node-shim that cannot
 be reached (the simulated cluster has none) is logged at debug and asked again one interval
 later; nothing is written.  Status edits are in memory; the reconciler writes the status.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+
+from devbox_node_shim.api import nodeshim_pb2 as pb
 
 from app.controller import _children as children
 from app.controller import _pods as pods
@@ -44,6 +51,16 @@ CALL_DEADLINE = 5.0
 """Seconds an activity call may take (a node-shim that does not answer holds a worker)."""
 
 Key = tuple[str, str]
+
+
+@dataclass
+class _Answer:
+    """What a call in its own task brought back, for the next reconcile to note."""
+
+    pod_uid: str
+    activity: bool
+    storage: bool
+    response: pb.ContainerActivityResponse
 
 
 @dataclass
@@ -125,17 +142,40 @@ class ActivityWatch:
         self,
         client: NodeShimClient,
         intervals: Callable[[], tuple[float, float]],
+        on_answer: Callable[[Key], None],
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.intervals = intervals
         """``(activity, storage)`` intervals in seconds, read at every look."""
+        self.on_answer = on_answer
+        """Queues the devbox once a call ended (its answer is noted by the next reconcile)."""
         self.clock = clock
         self._due: dict[Key, _Due] = {}
+        self._asking: dict[Key, asyncio.Task[None]] = {}
+        self._answers: dict[Key, _Answer] = {}
 
     def forget(self, key: Key) -> None:
         self._due.pop(key, None)
+        self._answers.pop(key, None)
+        task = self._asking.pop(key, None)
+        if task is not None:
+            task.cancel()
+
+    def asking(self, key: Key) -> bool:
+        """Whether a call about ``key`` is in flight (an idle stop waits for its answer)."""
+        return key in self._asking
+
+    async def close(self) -> None:
+        """Cancel the calls in flight."""
+        tasks = list(self._asking.values())
+        self._asking.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def watch(
         self,
@@ -167,22 +207,35 @@ class ActivityWatch:
             due = _Due(uid, now + activity_every, now + storage_every)
             self._due[key] = due
         idle = idle_timeout(devbox) > 0
-        ask_activity = idle and (urgent or now >= due.activity_at)
-        ask_storage = now >= due.storage_at
-        if ask_activity:
-            due.activity_at = now + activity_every
-        if ask_storage:
-            due.storage_at = now + storage_every
-        if (ask_activity or ask_storage) and host:
-            await self._ask(key, devbox, status, host, container, pod, ask_activity, ask_storage)
+        fresh = False  # an activity answer noted just now: an urgent look needs no other
+        answer = self._answers.pop(key, None)
+        if answer is not None and answer.pod_uid == uid:
+            if answer.activity:
+                note_connections(
+                    devbox, status, answer.response.connections, st.now(), activity_every
+                )
+                fresh = True
+            if answer.storage and answer.response.running:
+                note_storage(devbox, status, int(answer.response.writable_bytes))
+        if key not in self._asking:
+            ask_activity = idle and ((urgent and not fresh) or now >= due.activity_at)
+            ask_storage = now >= due.storage_at
+            if ask_activity:
+                due.activity_at = now + activity_every
+            if ask_storage:
+                due.storage_at = now + storage_every
+            if (ask_activity or ask_storage) and host:
+                self._asking[key] = asyncio.create_task(
+                    self._ask(key, uid, host, container, pod, ask_activity, ask_storage),
+                    name=f"activity {key[0]}/{key[1]}",
+                )
         waits = [due.storage_at - now] + ([due.activity_at - now] if idle else [])
         return max(0.0, min(waits))
 
     async def _ask(
         self,
         key: Key,
-        devbox: Devbox,
-        status: DevboxStatus,
+        pod_uid: str,
         host: str,
         container: str,
         pod: JSON,
@@ -191,14 +244,14 @@ class ActivityWatch:
     ) -> None:
         port = ssh_port(pod) if ask_activity else 0
         try:
-            answer = await self.client.activity(
+            response = await self.client.activity(
                 host, container, port, writable_bytes=ask_storage, deadline=CALL_DEADLINE
             )
         except NodeShimError as exc:
             log.debug("%s/%s: no activity from the node-shim on %s: %s", *key, host, exc)
             return
-        if ask_activity:
-            activity_every, _ = self.intervals()
-            note_connections(devbox, status, answer.connections, st.now(), activity_every)
-        if ask_storage and answer.running:
-            note_storage(devbox, status, int(answer.writable_bytes))
+        finally:
+            if self._asking.get(key) is asyncio.current_task():
+                del self._asking[key]
+        self._answers[key] = _Answer(pod_uid, ask_activity, ask_storage, response)
+        self.on_answer(key)

@@ -119,7 +119,9 @@ class ReconcilerBase:
         self.config = config
         self.events = EventRecorder(kube)
         self.activity = ActivityWatch(
-            commits.client, lambda: (config.activity_interval, config.storage_interval)
+            commits.client,
+            lambda: (config.activity_interval, config.storage_interval),
+            commits.on_done,
         )
         # Re-attaching to a commit interrupted by a temporary error backs off in memory: a
         # restarted controller should re-attach at once.  A *failed* stop commit's retry

@@ -238,5 +238,6 @@ class Controller:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self.commits.close()
+            await self.reconciler.activity.close()
             await self.node_shim.close()
             await self.registry.close()

@@ -29,6 +29,7 @@ from app.controller import _pods as pods
 from app.controller import _records as records
 from app.controller import _sshkeys as sshkeys
 from app.controller import _status as st
+from app.controller._activity import CALL_DEADLINE as ACTIVITY_ANSWER_WAIT
 from app.controller._base import (
     ABANDON_ANNOTATION,
     FINALIZER,
@@ -129,6 +130,8 @@ class DevboxReconciler(DeletingReconciler):
             watch = await self._watch(key, devbox, status, pod, urgent=isinstance(auto_stop, str))
             if isinstance(auto_stop, str):
                 auto_stop = self._auto_stop(devbox, status)  # a connection seen just now counts
+            if isinstance(auto_stop, str) and self.activity.asking(key):
+                auto_stop = ACTIVITY_ANSWER_WAIT  # its answer (which queues us) may be activity
             if isinstance(auto_stop, str):
                 await self._stop_automatically(obj, devbox, status, auto_stop)
                 return None  # the spec change comes back as an event

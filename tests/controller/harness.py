@@ -42,9 +42,10 @@ class Harness:
         *,
         activity_interval: float | None = None,
         storage_interval: float | None = None,
+        workers: int = 4,
     ) -> Controller:
         controller = Controller(
-            self.sim.api, self.settings, workers=4, commit_retry_base=commit_retry_base
+            self.sim.api, self.settings, workers=workers, commit_retry_base=commit_retry_base
         )
         config = controller.reconciler.config
         config.activity_interval = activity_interval or config.activity_interval

@@ -145,3 +145,18 @@ async def test_an_unreachable_node_shim_is_quiet_and_writes_nothing(
     quiet = [r for r in caplog.records if r.name.startswith("app.controller") and r.levelno > 10]
     assert quiet == []
     assert any("no activity from the node-shim" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_node_shim_that_does_not_answer_holds_no_reconcile_worker(h: Harness) -> None:
+    """The calls run in tasks of their own: devboxes keep being reconciled while every
+    activity call hangs until its deadline."""
+    h.shim.activity_hangs = True
+    await h.stop_controller()
+    # One worker: a call held in it would stall every other devbox.
+    await h.start_controller(activity_interval=INTERVAL, storage_interval=INTERVAL, workers=1)
+    await h.create_devbox("first", autoStop={"idleTimeoutSeconds": 3600})
+    await h.wait_phase("Running", name="first")
+    await until(lambda: h.shim.calls.activity, 10, "a call that will hang")
+    for name in ("second", "third"):
+        await h.create_devbox(name)
+        await h.wait_phase("Running", name=name, within=4)  # less than the call's deadline

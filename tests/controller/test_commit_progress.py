@@ -91,6 +91,8 @@ async def test_a_stop_commit_shows_its_progress_throttled_and_the_final_record_d
     await controller.reconciler.reconcile((NS, "box"))  # as any other event would
     feed.put_nowait(report("push", 0, 5000))
     pushing = await progress_is(h, "push", 0)
+    # The controller's cache may see that write after the GET above did: wait for it.
+    await until(lambda: int(pushing["metadata"]["resourceVersion"]) in versions, 10)
     after = int(started["metadata"]["resourceVersion"])
     writes = sorted({rv for rv in versions if after < rv})
     # A hundred reports of the same step wrote nothing; the new step was written once.

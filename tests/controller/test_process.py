@@ -163,6 +163,16 @@ async def test_two_controller_processes_one_acts_and_the_other_takes_over(
         ]
         try:
             async with httpx.AsyncClient() as http:
+
+                async def both_serve_metrics() -> bool:
+                    try:
+                        for port in ports:
+                            await _reconciles(http, port)
+                    except httpx.TransportError:
+                        return False
+                    return True
+
+                await until_async(both_serve_metrics, 60, "both replicas serve /metrics")
                 await h.create_devbox("first")
                 await h.wait_phase("Running", name="first", within=30)
                 counts = [await _reconciles(http, port) for port in ports]
