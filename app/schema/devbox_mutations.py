@@ -75,7 +75,7 @@ from app.schema.devboxes import (
     devbox_id,
 )
 from app.schema.errors import UserError, UserErrorCode, user_error
-from app.schema.mutation import MutationResult, run_mutation
+from app.schema.mutation import REDACTED, MutationResult, run_mutation
 from app.schema.relay import decode_global_id
 from app.schema.runtimes import RuntimeNode, VisibilityEnum, runtime_from_id
 
@@ -278,17 +278,24 @@ def jsonable(value: Any) -> Any:
 
 
 def audited(value: dict[str, Any]) -> dict[str, Any]:
-    """The input as the audit row keeps it: environment values (often secrets) replaced by a
-    digest, so the row shows which variables changed, and a retry with other values is still
-    told apart from the first request."""
+    """The input as the audit row keeps it: environment values (often secrets) redacted, so
+    the row shows which variables were set and nothing of their values (a digest of a short
+    secret could be reversed by trying every candidate)."""
+    return _env_values(value, lambda _v: REDACTED)
+
+
+def fingerprinted(value: dict[str, Any]) -> dict[str, Any]:
+    """The input as an idempotency key's request hash sees it: environment values as digests,
+    so a retry with other values is still told apart from the first request."""
+    return _env_values(value, lambda v: "sha256:" + hashlib.sha256(v.encode()).hexdigest())
+
+
+def _env_values(value: dict[str, Any], replace: Callable[[str], str]) -> dict[str, Any]:
     env = value.get("env")
     if not isinstance(env, list):
         return value
     hidden = [
-        {
-            **item,
-            "value": "sha256:" + hashlib.sha256(str(item.get("value")).encode()).hexdigest()[:16],
-        }
+        {**item, "value": replace(str(item.get("value")))}
         if isinstance(item, dict) and item.get("value")
         else item
         for item in env
@@ -422,6 +429,7 @@ async def _mutate(
         input=audited(jsonable(input)),
         idempotency_key=input.idempotency_key,
         perform=perform,
+        fingerprint=fingerprinted(jsonable(input)),
     )
     return viewer, result
 

@@ -254,8 +254,14 @@ async def run_mutation(
     input: Mapping[str, Any],
     idempotency_key: str | None,
     perform: Perform,
+    fingerprint: Mapping[str, Any] | None = None,
 ) -> MutationResult:
-    """Run one mutation with idempotency and audit (see the module docstring)."""
+    """Run one mutation with idempotency and audit (see the module docstring).
+
+    ``input`` is what the audit row keeps (secrets already out); ``fingerprint`` (default:
+    ``input``) is what tells a retry of an idempotency key from another request, and may hold
+    digests of what the audit row must not (it is hashed again and kept only with the key, 24 h).
+    """
     context = info.context
     viewer = require_viewer(info)
     audited_input = redact(dict(input))
@@ -278,7 +284,9 @@ async def run_mutation(
         bad_key = validation.idempotency_key_errors(idempotency_key, ["input", "idempotencyKey"])
         if bad_key:
             return await refuse(bad_key[0])
-        hashed = idempotency.request_hash(action, audited_input)
+        hashed = idempotency.request_hash(
+            action, audited_input if fingerprint is None else redact(dict(fingerprint))
+        )
         try:
             claim = await _claim(context, viewer, idempotency_key, action, hashed)
         except DatabaseError:

@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -386,3 +388,29 @@ async def test_events_and_keys_of_a_page_cost_one_kubernetes_list_each(
         assert all(e["node"]["ssh"]["privateKey"] for e in data["b"]["edges"])
         # One list of events and one of SSH secrets, not one of each per devbox and alias.
         assert kube.requests - before == 2
+
+
+async def test_env_values_never_reach_the_audit_trail_and_still_tell_retries_apart(
+    stack: Stack,
+) -> None:
+    token = await stack.user("alice")
+    secret = "hunter2"
+    first = await stack.create(
+        token, "envbox", env=[{"name": "API_KEY", "value": secret}], idempotencyKey="k-env-1"
+    )
+    assert first["userErrors"] == []
+    # The same key with another value is another request: refused, not replayed.
+    other = await stack.create(
+        token, "envbox", env=[{"name": "API_KEY", "value": "hunter3"}], idempotencyKey="k-env-1"
+    )
+    assert [e["code"] for e in other["userErrors"]] == ["IDEMPOTENCY_KEY_REUSED"]
+
+    events = (
+        await stack.gql(token, "{ auditEvents(first: 10) { edges { node { action input } } } }")
+    )["auditEvents"]["edges"]
+    inputs = [e["node"]["input"] for e in events if e["node"]["action"] == "devboxCreate"]
+    assert len(inputs) == 2
+    assert all(i["env"] == [{"name": "API_KEY", "value": "[redacted]"}] for i in inputs)
+    trail = json.dumps(inputs)
+    assert secret not in trail
+    assert hashlib.sha256(secret.encode()).hexdigest()[:16] not in trail
