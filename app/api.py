@@ -66,7 +66,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
-from app import __version__
+from app import __version__, gctuning
 from app.db import idempotency
 from app.ratelimit import RateLimiter
 from app.schema import build_schema
@@ -499,6 +499,7 @@ def create_app(services: Services, *, schema: BaseSchema | None = None) -> Starl
         )
         if startable:
             await cache.start()
+        gctuning.tune()  # after start-up: what exists now lives as long as the process
         purger = asyncio.create_task(_purge_idempotency_keys(services), name="idempotency-purge")
         try:
             yield
