@@ -4,9 +4,11 @@ An API server holds many long-lived objects (the read cache, and ~100 KiB of str
 WebSocket state per subscriber); with the default thresholds a full collection walks all of
 them every few thousand allocations, and one landing during a fan-out to 1,000 subscribers
 shows as a step in delivery (``bench/api_subscribers.py``, 1,000 subscribers, median p99 of
-several runs: 185 ms with the defaults, 168 ms tuned; the spread stays wide on 2 cores).  Once the server has started, :func:`tune` moves what exists then out of the collector's
-sight (``gc.freeze``: start-up objects live for the whole process anyway) and collects the
-young generation less often.  Reference counting still frees everything without cycles at once.
+several runs: 185 ms with the defaults, 168 ms tuned; the spread stays wide on 2 cores).
+
+Once the server has started, :func:`tune` moves what exists then out of the collector's sight
+(``gc.freeze``: start-up objects live for the whole process anyway) and collects the young
+generation less often.  Reference counting still frees everything without cycles at once.
 """
 
 from __future__ import annotations
