@@ -26,5 +26,6 @@ def tune() -> None:
     if _tuned:
         return
     _tuned = True
+    gc.collect()  # start-up's cyclic garbage is freed, not frozen for good
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, 20, 100)

@@ -60,7 +60,8 @@ class _Answer:
     pod_uid: str
     activity: bool
     storage: bool
-    response: pb.ContainerActivityResponse
+    response: pb.ContainerActivityResponse | None
+    """None: the call failed (the node-shim is down, too old, or has no hostPID)."""
 
 
 @dataclass
@@ -154,18 +155,21 @@ class ActivityWatch:
         self.clock = clock
         self._due: dict[Key, _Due] = {}
         self._asking: dict[Key, asyncio.Task[None]] = {}
+        self._asking_activity: set[Key] = set()
         self._answers: dict[Key, _Answer] = {}
 
     def forget(self, key: Key) -> None:
         self._due.pop(key, None)
         self._answers.pop(key, None)
+        self._asking_activity.discard(key)
         task = self._asking.pop(key, None)
         if task is not None:
             task.cancel()
 
     def asking(self, key: Key) -> bool:
-        """Whether a call about ``key`` is in flight (an idle stop waits for its answer)."""
-        return key in self._asking
+        """Whether a call about ``key``'s connections is in flight (an idle stop waits for its
+        answer)."""
+        return key in self._asking_activity
 
     async def close(self) -> None:
         """Cancel the calls in flight."""
@@ -210,25 +214,31 @@ class ActivityWatch:
         fresh = False  # an activity answer noted just now: an urgent look needs no other
         answer = self._answers.pop(key, None)
         if answer is not None and answer.pod_uid == uid:
-            if answer.activity:
-                note_connections(
-                    devbox, status, answer.response.connections, st.now(), activity_every
-                )
-                fresh = True
-            if answer.storage and answer.response.running:
-                note_storage(devbox, status, int(answer.response.writable_bytes))
+            # A failed call counts as asked: an idle stop then goes by the tunnel's evidence
+            # instead of asking again and again (and never stopping).
+            fresh = answer.activity
+            response = answer.response
+            if response is not None and answer.activity:
+                note_connections(devbox, status, response.connections, st.now(), activity_every)
+            if response is not None and answer.storage and response.running:
+                note_storage(devbox, status, int(response.writable_bytes))
         if key not in self._asking:
-            ask_activity = idle and ((urgent and not fresh) or now >= due.activity_at)
+            # Not again right after an answer: the reconciler acts on that one first.
+            ask_activity = idle and not fresh and (urgent or now >= due.activity_at)
             ask_storage = now >= due.storage_at
             if ask_activity:
                 due.activity_at = now + activity_every
             if ask_storage:
                 due.storage_at = now + storage_every
             if (ask_activity or ask_storage) and host:
+                if ask_activity:
+                    self._asking_activity.add(key)
                 self._asking[key] = asyncio.create_task(
                     self._ask(key, uid, host, container, pod, ask_activity, ask_storage),
                     name=f"activity {key[0]}/{key[1]}",
                 )
+        if key in self._asking:
+            return None  # its answer queues the devbox
         waits = [due.storage_at - now] + ([due.activity_at - now] if idle else [])
         return max(0.0, min(waits))
 
@@ -243,15 +253,16 @@ class ActivityWatch:
         ask_storage: bool,
     ) -> None:
         port = ssh_port(pod) if ask_activity else 0
+        response: pb.ContainerActivityResponse | None = None
         try:
             response = await self.client.activity(
                 host, container, port, writable_bytes=ask_storage, deadline=CALL_DEADLINE
             )
         except NodeShimError as exc:
             log.debug("%s/%s: no activity from the node-shim on %s: %s", *key, host, exc)
-            return
         finally:
             if self._asking.get(key) is asyncio.current_task():
                 del self._asking[key]
+                self._asking_activity.discard(key)
         self._answers[key] = _Answer(pod_uid, ask_activity, ask_storage, response)
         self.on_answer(key)

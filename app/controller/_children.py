@@ -264,6 +264,13 @@ def pod_drift(existing: JSON, desired: JSON) -> list[str]:
     have, want = container(existing), container(desired)
     have["resources"] = resources(have.get("resources") or {})
     want["resources"] = resources(want.get("resources") or {})
+    if isinstance(have["resources"], dict) and isinstance(want["resources"], dict):
+        # Only what the controller sets: a LimitRange's defaults, or the ephemeral-storage
+        # limit pods of older versions had, are no change the user asked for.
+        have["resources"] = {
+            part: {k: v for k, v in (have["resources"].get(part) or {}).items() if k in wanted}
+            for part, wanted in want["resources"].items()
+        }
     return [label for field, label in POD_SETTINGS.items() if have.get(field) != want.get(field)]
 
 

@@ -74,6 +74,8 @@ class _Follower:
             if ended is not None:
                 found.append(_event(ended, memo))
             self.commit_id, self.sent = None, None
+        if record is not None and self.commit_id is None:
+            self.commit_id = record.id  # its end is reported even if no progress came first
         if record is not None and record.progress is not None:
             now = (record.progress.step, record.progress.bytes_done, record.progress.bytes_total)
             if (record.id, now) != (self.commit_id, self.sent):

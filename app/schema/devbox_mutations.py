@@ -287,7 +287,8 @@ def audited(value: dict[str, Any]) -> dict[str, Any]:
 def fingerprinted(value: dict[str, Any]) -> dict[str, Any]:
     """The input as an idempotency key's request hash sees it: environment values as digests,
     so a retry with other values is still told apart from the first request."""
-    return _env_values(value, lambda v: "sha256:" + hashlib.sha256(v.encode()).hexdigest())
+    # The same digest format as the audit rows had: keys claimed before an upgrade still match.
+    return _env_values(value, lambda v: "sha256:" + hashlib.sha256(v.encode()).hexdigest()[:16])
 
 
 def _env_values(value: dict[str, Any], replace: Callable[[str], str]) -> dict[str, Any]:

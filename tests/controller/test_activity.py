@@ -83,6 +83,28 @@ async def test_an_idle_devbox_without_connections_is_stopped(h: Harness) -> None
     assert "lastActivityTime" not in devbox["status"]
 
 
+@pytest.mark.parametrize("why", ["down", "hangs"])
+async def test_an_idle_devbox_is_stopped_when_its_node_shim_cannot_tell(
+    h: Harness, why: str
+) -> None:
+    """A node-shim that is down (the simulated cluster has none) or does not answer in time
+    cannot veto the idle stop forever: the stop goes by the tunnel's evidence."""
+    if why == "down":
+        await h.shim.stop()
+    else:
+        h.shim.activity_hangs = True
+    await h.create_devbox(autoStop={"idleTimeoutSeconds": 1})
+    await h.wait_phase("Running")
+
+    async def auto_stopped() -> JSON | None:
+        devbox = await h.devbox()
+        return condition(devbox, "AutoStopped")
+
+    stopped = await until_async(auto_stopped, 20, "the idle stop")
+    assert stopped["reason"] == "IdleTimeout"
+    assert (await h.devbox())["spec"]["state"] == "Stopped"
+
+
 async def test_storage_above_the_reservation_shows_until_fixed(h: Harness) -> None:
     h.shim.activity = pb.ContainerActivityResponse(running=True, writable_bytes=3 * GiB)
     await h.create_devbox(resources={"cpu": "1", "memory": "2Gi", "storage": "2Gi"})

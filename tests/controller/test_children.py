@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import shutil
 import subprocess
 
@@ -105,3 +106,16 @@ def test_the_pod_never_mounts_the_users_private_key() -> None:
     container = pod["spec"]["containers"][0]
     assert not container.get("envFrom")
     assert all("secretKeyRef" not in (e.get("valueFrom") or {}) for e in container["env"])
+
+
+def test_drift_ignores_resources_the_controller_does_not_set() -> None:
+    """A pod of an older version (with an ephemeral-storage limit) or one a LimitRange gave
+    defaults to is not "changed resources"; a different CPU limit is."""
+    desired = children.pod(devbox(), runtime(), "img")
+    existing = copy.deepcopy(desired)
+    resources = existing["spec"]["containers"][0]["resources"]
+    resources["limits"]["ephemeral-storage"] = "10Gi"
+    resources["requests"]["nvidia.com/gpu"] = "0"
+    assert children.pod_drift(existing, desired) == []
+    resources["limits"]["cpu"] = "3"
+    assert children.pod_drift(existing, desired) == ["resources"]
