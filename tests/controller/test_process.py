@@ -42,6 +42,24 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def _controller_env(
+    h: Harness, kubeconfig: Path, metrics_port: int, **extra: str
+) -> dict[str, str]:
+    """``devboxctl controller``'s environment: the simulated cluster as a real one, the
+    harness's fake node-shim and registry, metrics on ``metrics_port``."""
+    return _env(
+        DEVBOX_CLUSTER="kube",
+        KUBECONFIG=str(kubeconfig),
+        DEVBOX_HOST="127.0.0.1",
+        DEVBOX_CONTROLLER_METRICS_PORT=str(metrics_port),
+        DEVBOX_NODE_SHIM_PORT=str(h.settings.node_shim_port),
+        DEVBOX_NODE_SHIM_TOKEN=h.settings.node_shim_token.get_secret_value(),
+        DEVBOX_REGISTRY=h.settings.registry,
+        DEVBOX_REGISTRY_INSECURE="true",
+        **extra,
+    )
+
+
 @pytest.fixture
 async def sim() -> AsyncIterator[Sim]:
     running = await start_sim(nodes=1)
@@ -77,16 +95,7 @@ async def test_the_controller_process_reconciles_serves_metrics_and_stops(
         process = await asyncio.create_subprocess_exec(
             DEVBOXCTL,
             "controller",
-            env=_env(
-                DEVBOX_CLUSTER="kube",
-                KUBECONFIG=str(kubeconfig),
-                DEVBOX_HOST="127.0.0.1",
-                DEVBOX_CONTROLLER_METRICS_PORT=str(metrics_port),
-                DEVBOX_NODE_SHIM_PORT=str(h.settings.node_shim_port),
-                DEVBOX_NODE_SHIM_TOKEN=h.settings.node_shim_token.get_secret_value(),
-                DEVBOX_REGISTRY=h.settings.registry,
-                DEVBOX_REGISTRY_INSECURE="true",
-            ),
+            env=_controller_env(h, kubeconfig, metrics_port),
             stdout=subprocess.DEVNULL,
             stderr=log.open("wb"),  # a file: a pipe read only at the end could fill and block it
         )
@@ -145,17 +154,7 @@ async def test_two_controller_processes_one_acts_and_the_other_takes_over(
             await asyncio.create_subprocess_exec(
                 DEVBOXCTL,
                 "controller",
-                env=_env(
-                    DEVBOX_CLUSTER="kube",
-                    KUBECONFIG=str(kubeconfig),
-                    DEVBOX_HOST="127.0.0.1",
-                    DEVBOX_LEADER_ELECTION="true",
-                    DEVBOX_CONTROLLER_METRICS_PORT=str(port),
-                    DEVBOX_NODE_SHIM_PORT=str(h.settings.node_shim_port),
-                    DEVBOX_NODE_SHIM_TOKEN=h.settings.node_shim_token.get_secret_value(),
-                    DEVBOX_REGISTRY=h.settings.registry,
-                    DEVBOX_REGISTRY_INSECURE="true",
-                ),
+                env=_controller_env(h, kubeconfig, port, DEVBOX_LEADER_ELECTION="true"),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
