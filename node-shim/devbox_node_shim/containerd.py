@@ -525,20 +525,35 @@ class ContainerdClient:
                 labels=dict(labels),
             )
 
+        try:
+            await self._write(requests(), max_seconds)
+        except AlreadyExists:
+            if labels:
+                await self.update_content_labels(expected, labels)
+
+    async def _write(
+        self, requests: AsyncIterator[content_pb2.WriteContentRequest], max_seconds: float
+    ) -> None:
+        """Run a ``Content.Write`` call, in step: containerd answers each request before the
+        next goes, so when it fails (a full disk) its own status comes back — a call still
+        sending when containerd ends it fails with gRPC's bare "Internal error from Core"."""
         call = self._channel.stream_stream(
             "/containerd.services.content.v1.Content/Write",
             request_serializer=content_pb2.WriteContentRequest.SerializeToString,
             response_deserializer=content_pb2.WriteContentResponse.FromString,
-        )
+        )(metadata=self._metadata(), timeout=max_seconds)
         try:
-            async for _ in call(requests(), metadata=self._metadata(), timeout=max_seconds):
+            async for request in requests:
+                await call.write(request)
+                await call.read()
+            await call.done_writing()
+            while await call.read() is not grpc.aio.EOF:
                 pass
         except grpc.aio.AioRpcError as exc:
-            error = _translate(exc, "Write")
-            if not isinstance(error, AlreadyExists):
-                raise error from exc
-            if labels:
-                await self.update_content_labels(expected, labels)
+            raise _translate(exc, "Write") from exc
+        finally:
+            if not call.done():
+                call.cancel()
 
     async def write_content_stream(
         self,
@@ -572,18 +587,11 @@ class ContainerdClient:
                 labels=dict(labels),
             )
 
-        call = self._channel.stream_stream(
-            "/containerd.services.content.v1.Content/Write",
-            request_serializer=content_pb2.WriteContentRequest.SerializeToString,
-            response_deserializer=content_pb2.WriteContentResponse.FromString,
-        )
         try:
-            async for _ in call(requests(), metadata=self._metadata(), timeout=max_seconds):
-                pass
-        except grpc.aio.AioRpcError as exc:
-            error = _translate(exc, "Write")
-            if not isinstance(error, AlreadyExists) or not committed:
-                raise error from exc
+            await self._write(requests(), max_seconds)
+        except AlreadyExists:
+            if not committed:
+                raise
             expected, labels = committed[0]
             if labels:
                 await self.update_content_labels(expected, labels)

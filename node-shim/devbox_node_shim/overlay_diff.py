@@ -37,7 +37,9 @@ The same layer in two halves, so a paused task waits only for the first: ``captu
 reads what the tar needs and nothing more — the entries' metadata into memory and the regular
 files' data regions into new files ``data``, ``data.1``…, copied by the kernel
 (``copy_file_range``: no tar headers, no user-space copy; large files by two threads while the
-walk goes on; about what ``tar -c | cat`` costs, or less) — after which the upper directory may
+walk goes on, each at a block-aligned place, so that on a filesystem with reflinks — XFS,
+btrfs — their blocks are shared, not copied, and the capture costs about the number of files;
+elsewhere about what ``tar -c | cat`` costs) — after which the upper directory may
 change; ``write_captured`` then writes exactly the bytes ``write_layer`` would
 have written at the moment of the capture (it reads ``data``, never the upper directory).
 Hard links need no copy of their own; holes of sparse files are not copied.
@@ -83,9 +85,11 @@ __all__ = [
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
 CHUNK = 1 << 20
-_BACKGROUND_COPY = 1 << 20
+_BACKGROUND_COPY = 256 << 10
 """Files with at least this much data are copied by the capture's copying threads."""
 _COPIERS = 2
+_ALIGN = 64 << 10
+"""Where large files' data starts in the data files: a multiple of any filesystem block size."""
 _OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 _REFUSED = ("redirect", "metacopy")
 
@@ -165,7 +169,7 @@ def capture_layer(upper: str | os.PathLike[str], data: str | os.PathLike[str]) -
         recorder.discard()
         raise
     stats = LayerStats(writer.entries, writer.whiteouts, writer.data_bytes)
-    return CapturedLayer(recorder.paths, recorder.entries, stats, sum(recorder.offsets))
+    return CapturedLayer(recorder.paths, recorder.entries, stats, recorder.data_bytes)
 
 
 def write_captured(captured: CapturedLayer, out: BinaryIO) -> LayerStats:
@@ -229,6 +233,8 @@ class _Recorder:
         self.offsets = [0]
         self.entries: list[tuple[bytes, bytes, dict[str, Any]]] = []
         self.failed_write: str | None = None
+        self.data_bytes = 0
+        """File data captured (the data files' sizes, less the alignment holes)."""
         self._kernel_copy = True
         self._queues: list[queue.Queue[tuple[int, list[tuple[int, int, int]]] | None]] = []
         self._threads: list[threading.Thread] = []
@@ -252,9 +258,14 @@ class _Recorder:
             starts = {}
             regions = []
             for offset, length in segments:
+                if file != 0:
+                    # Block-aligned in the data file (a hole fills the gap): a filesystem with
+                    # reflinks (XFS, btrfs) then shares the blocks instead of copying them.
+                    self.offsets[file] = -(-self.offsets[file] // _ALIGN) * _ALIGN
                 starts[offset] = self.offsets[file]
                 regions.append((offset, length, self.offsets[file]))
                 self.offsets[file] += length
+                self.data_bytes += length
             fields["source"] = _Captured(file, starts)
             if file == 0:
                 for offset, length, target in regions:

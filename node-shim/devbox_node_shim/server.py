@@ -25,12 +25,14 @@ container, FAILED_PRECONDITION when the task's process is not visible (no host P
 
 ``Health`` says ``serving`` when containerd answers, and ``degraded`` (with the reason) when a
 registry the node-shim is configured for or pushed to does not answer ``GET /v2/`` or refuses
-its credentials: commits would fail at their push step, but the RPC itself succeeds.
+its credentials (commits would fail at their push step), or when the last local copy of a
+committed image into containerd failed (:class:`commit.LocalCopy`; a full content store: the
+registry has the image, the node's kubelet pulls it); the RPC itself succeeds.
 
 At start-up, commits recorded as running (the node-shim died mid-commit) are cleaned up: a
-task they left paused is resumed, so no user's container stays frozen, and their leases are
-deleted.  Finished records older than :data:`records.RETENTION` are pruned at start-up and
-every :data:`records.PRUNE_INTERVAL`.
+task they left paused is resumed, so no user's container stays frozen; their leases are
+deleted and their work files (a layer blob can be gigabytes) removed.  Finished records older
+than :data:`records.RETENTION` are pruned at start-up and every :data:`records.PRUNE_INTERVAL`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import contextlib
 import datetime
 import hmac
 import logging
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,6 +237,9 @@ class NodeShimService(pb_grpc.NodeShimServicer):
 
     async def recover(self) -> None:
         """Clean up after commits a previous node-shim process did not finish."""
+        # No commit runs yet: every work directory is a dead process's.
+        for leftover in self.committer.workdir.glob("commit-*"):
+            await asyncio.to_thread(shutil.rmtree, leftover, True)
         for record in self.store.left_running():
             try:
                 task = await self.containerd.task(record.container_id)
@@ -479,6 +485,8 @@ class NodeShimService(pb_grpc.NodeShimServicer):
             except ValueError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"image: {exc}")
         deleted = False
+        # A local copy still in flight would put the image back after its deletion.
+        await self.committer.settle(request.image)
         try:
             await self.containerd.delete_image(request.image)
             deleted = True
@@ -517,11 +525,13 @@ class NodeShimService(pb_grpc.NodeShimServicer):
                 f"{exc.message}",
             )
         problems = await self.registry.health() if self.registry is not None else []
+        if self.committer.copy_problem is not None:
+            problems.append(self.committer.copy_problem)
         if problems:
             return pb.HealthResponse(
                 serving=True,
                 degraded=True,
-                message="containerd answers; pushes would fail: " + "; ".join(problems),
+                message="containerd answers, but: " + "; ".join(problems),
             )
         return pb.HealthResponse(serving=True, message="containerd and the known registries answer")
 
@@ -616,6 +626,7 @@ class Server:
             workdir=workdir,
             pusher=pusher,
             fast_path=settings.overlay_fast_path,
+            local_copy=commit.LocalCopy(settings.local_copy),
         )
         self.service = NodeShimService(
             settings, self.containerd, self.committer, self.store, registry
@@ -661,6 +672,7 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pruner
         await self.service.drain()
+        await self.committer.aclose()
         if self._server is not None:
             await self._server.stop(grace)
         await self.containerd.close()

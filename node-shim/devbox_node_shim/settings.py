@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     compression: Literal["zstd", "gzip"] = Field(
         "zstd", description="Layer compression (gzip for runtimes without zstd)."
     )
+    local_copy: Literal["after-push", "in-commit"] = Field(
+        "after-push",
+        description="When a commit's image goes into containerd: after the push, in the "
+        "background (the commit ends once pushed), or within the commit.",
+    )
     overlay_fast_path: bool = Field(
         True, description="Read overlayfs upper directories directly (else containerd's differ)."
     )

@@ -335,7 +335,13 @@ def test_every_change_survives_stop_start_and_a_release(
     assert str(done[0]["digest"]).startswith("sha256:"), done[0]
     assert registry_digest(image) == done[0]["digest"], "the registry holds the committed image"
 
-    # The next pod must get the image from the registry, not from the node's leftovers.
+    # The node-shim copies the image into the node's containerd after the push (a restart on
+    # this node needs no download)...
+    deadline = time.monotonic() + 120
+    while image not in stack.ctr("images", "ls", "-q").split():
+        assert time.monotonic() < deadline, "the node-shim's local copy of the image never came"
+        time.sleep(0.5)
+    # ...but the next pod must get the image from the registry, not from the node's leftovers.
     stack.ctr("images", "rm", image)
     api.mutate("devboxStart", "DevboxStartInput", "devbox { phase }", name=name)
     box = api.wait_phase(name, "RUNNING")

@@ -21,6 +21,7 @@ import grpc
 import pytest
 from devbox_node_shim.api import nodeshim_pb2 as pb
 from devbox_node_shim.api import nodeshim_pb2_grpc as pb_grpc
+from devbox_node_shim.commit import LocalCopy
 
 from app.nodeshim_client import NodeShimClient, NodeShimError
 from tests.fixtures.containerd import Containerd
@@ -115,9 +116,19 @@ def _assert_changes_listed(listing: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fast_path", "streamed"),
-    [(True, False), (True, True), (False, False)],
-    ids=["overlay-upper", "overlay-upper-uploaded-while-compressed", "containerd-differ"],
+    ("fast_path", "streamed", "local_copy"),
+    [
+        (True, False, LocalCopy.AFTER_PUSH),
+        (True, True, LocalCopy.AFTER_PUSH),
+        (True, True, LocalCopy.IN_COMMIT),
+        (False, False, LocalCopy.AFTER_PUSH),
+    ],
+    ids=[
+        "overlay-upper",
+        "overlay-upper-uploaded-while-compressed",
+        "overlay-upper-uploaded-and-stored-while-compressed",
+        "containerd-differ",
+    ],
 )
 async def test_snapshot_commit_keeps_every_change_and_the_container_running(
     containerd: Containerd,
@@ -126,8 +137,10 @@ async def test_snapshot_commit_keeps_every_change_and_the_container_running(
     shim: Shim,
     fast_path: bool,
     streamed: bool,
+    local_copy: LocalCopy,
 ) -> None:
     shim.server.committer.fast_path = fast_path
+    shim.server.committer.local_copy = local_copy
     if streamed:
         shim.server.committer.stream_min = 0
     source = _start(containerd, busybox_image, containers)
@@ -145,9 +158,15 @@ async def test_snapshot_commit_keeps_every_change_and_the_container_running(
     assert outcome.digest.startswith("sha256:")
     assert outcome.layers == 2  # the runtime image's layer + the devbox's
     assert containerd.task_status(source) == "RUNNING"
-    for step in ("inspect", "lease", "pause", "diff", "resume", "compress", "write", "image"):
+    for step in ("inspect", "lease", "pause", "diff", "resume", "compress", "write", "push"):
         assert step in steps
         assert step in outcome.steps
+    # The image in containerd: made within the commit, or after it (once pushed).
+    assert ("image" in outcome.steps) == (local_copy is LocalCopy.IN_COMMIT)
+    await shim.server.committer.settle()
+    assert target in containerd.ctr("images", "ls", "-q").stdout.split()
+    assert shim.server.committer.copy_problem is None
+    assert not list((shim.settings.state_dir / "work").iterdir())  # work files gone
     copy = _pull_and_start(containerd, target, containers)
     assert _inspect_pulled(containerd, copy, containers) == before
 
@@ -389,6 +408,7 @@ async def test_a_devbox_committed_again_and_again_stays_within_its_layer_bound(
         )
         layer_counts.append(outcome.layers)
         image = outcome.image
+        await shim.server.committer.settle(image)  # in containerd now: runs without a pull
 
     assert outcome is not None
     assert layer_counts == [2, 3, 2, 3, 2]
@@ -446,6 +466,7 @@ async def test_layers_stay_bounded_when_the_devbox_layer_blobs_were_discarded(
         containerd.exec(source, f"echo {round_} > /root/r{round_}; rm -f /etc/group")
         outcome = await shim.client.commit(shim.host, _request(source, shim.target(), max_layers=3))
         image = outcome.image
+        await shim.server.committer.settle(image)  # in containerd now: runs without a pull
     source = _start(containerd, image, containers)
     containerd.exec(source, "echo 2 > /root/r2; rm /root/r0")
     before = containerd.exec(source, INSPECT)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from devbox_node_shim.commit import LocalCopy
 from devbox_node_shim.push import RegistryPusher
 from devbox_node_shim.records import CommitStore, RunningCommit
 from devbox_node_shim.server import Server
@@ -251,9 +252,11 @@ async def small_shim(
         await pusher.aclose()
 
 
-async def test_a_full_content_store_is_resource_exhausted_and_a_retry_succeeds_after_room(
+async def test_a_full_content_store_fails_a_commit_that_copies_locally_within_it(
     small_containerd: Containerd, small_shim: Shim
 ) -> None:
+    """LocalCopy.IN_COMMIT: the image must be in containerd when the commit ends."""
+    small_shim.server.committer.local_copy = LocalCopy.IN_COMMIT
     name = f"t-{uuid.uuid4().hex[:10]}"
     small_containerd.run(BUSYBOX_REF, name, "/bin/sleep", "100000")
     try:
@@ -274,6 +277,56 @@ async def test_a_full_content_store_is_resource_exhausted_and_a_retry_succeeds_a
         )
         outcome = await small_shim.client.commit(small_shim.host, request)
         assert outcome.layers == 2
+        assert outcome.image in small_containerd.ctr("images", "ls", "-q").stdout.split()
+    finally:
+        small_containerd.remove_container(name)
+
+
+async def test_a_full_content_store_loses_nothing_when_the_local_copy_follows_the_push(
+    containerd: Containerd,
+    small_containerd: Containerd,
+    small_shim: Shim,
+    containers: list[tuple[str, str]],
+) -> None:
+    """LocalCopy.AFTER_PUSH (the default): the commit ends once the registry has the image, so
+    a full content store fails only the local copy — said by Health until a copy succeeds."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    small_containerd.run(BUSYBOX_REF, name, "/bin/sleep", "100000")
+    try:
+        md5 = small_containerd.exec(
+            name, "head -c 12000000 /dev/urandom > /root/big; md5sum /root/big"
+        )
+        outcome = await small_shim.client.commit(
+            small_shim.host, _request(name, small_shim.target())
+        )
+        await small_shim.server.committer.settle()
+
+        problem = small_shim.server.committer.copy_problem
+        assert problem is not None
+        assert "no space left on device" in problem.lower()
+        assert outcome.image in problem
+        health = await small_shim.client.health(small_shim.host)
+        assert health.serving
+        assert health.degraded
+        assert "no space left on device" in health.message.lower()
+        # No image in containerd (a kubelet pulls it), no work files left behind...
+        assert outcome.image not in small_containerd.ctr("images", "ls", "-q").stdout.split()
+        assert not list((small_shim.settings.state_dir / "work").iterdir())
+        # ...and the registry has every byte.
+        copy = _pull_and_start(containerd, outcome.image, containers)
+        namespace = next(ns for ns, c in containers if c == copy)
+        assert containerd.exec(copy, "md5sum /root/big", namespace=namespace) == md5
+
+        await asyncio.to_thread(
+            subprocess.run,
+            ["mount", "-o", "remount,size=128m", str(small_containerd.root)],
+            check=True,
+        )
+        again = await small_shim.client.commit(small_shim.host, _request(name, small_shim.target()))
+        await small_shim.server.committer.settle()
+        assert small_shim.server.committer.copy_problem is None
+        assert again.image in small_containerd.ctr("images", "ls", "-q").stdout.split()
+        assert not (await small_shim.client.health(small_shim.host)).degraded
     finally:
         small_containerd.remove_container(name)
 
