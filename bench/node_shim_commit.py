@@ -29,6 +29,12 @@ not part of scripts/bootstrap).
     commit (growth of its blob store) are printed per round.
 
 ``--quick`` shrinks the base image to ~50 MB, the diff to ~100 MB and the rounds to 10.
+``--workdir DIR`` puts containerd's root and the node-shim's state on DIR's filesystem (default
+/tmp); an XFS one for (b)'s reflinked capture::
+
+    truncate -s 8G /var/tmp/xfs.img && mkfs.xfs -q /var/tmp/xfs.img
+    mkdir -p /mnt/xfs && mount -o loop /var/tmp/xfs.img /mnt/xfs
+    .venv/bin/python bench/node_shim_commit.py --only b --no-podman --workdir /mnt/xfs
 """
 
 from __future__ import annotations
@@ -613,8 +619,8 @@ class Bench:
 
 
 @contextlib.contextmanager
-def workspace() -> Iterator[Path]:
-    base = Path(tempfile.mkdtemp(prefix="nsb-", dir="/tmp"))  # short: a socket lives in it
+def workspace(parent: str) -> Iterator[Path]:
+    base = Path(tempfile.mkdtemp(prefix="nsb-", dir=parent))  # short: a socket lives in it
     try:
         yield base
     finally:
@@ -628,6 +634,12 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=50, help="commits of (c)")
     parser.add_argument("--no-podman", action="store_true", help="skip the podman comparisons")
     parser.add_argument("--only", choices=["a", "b", "c"], action="append", help="parts to run")
+    parser.add_argument(
+        "--workdir",
+        default="/tmp",
+        help="where containerd's root and the node-shim's state go (its filesystem: on XFS or"
+        " btrfs the capture reflinks large files instead of copying them)",
+    )
     args = parser.parse_args()
     if not args.no_podman and shutil.which("podman") is None:
         parser.error("podman is not installed (apt-get install podman) — or pass --no-podman")
@@ -636,7 +648,9 @@ async def main() -> None:
         f"{time.strftime('%Y-%m-%d %H:%M:%S')} load {os.getloadavg()[0]:.2f},"
         f" {os.cpu_count()} cores"
     )
-    with workspace() as tmp:
+    where = run("stat", "-f", "-c", "%T", args.workdir).strip()
+    print(f"containerd's root and the node-shim's state in {args.workdir} ({where})")
+    with workspace(args.workdir) as tmp:
         bench = Bench(args, tmp)
         try:
             await bench.start()

@@ -117,6 +117,8 @@ RESUME_ATTEMPTS = 30
 STOP_KILL_WAIT = 60.0
 """Seconds to wait for a task to exit after SIGKILL."""
 CHUNK = 1 << 20
+LOCAL_COPIES = 2
+"""Local copies into containerd at once (more would only share its ingest; the rest wait)."""
 STREAM_MIN = 8 << 20
 """A new layer with at least this much file data is uploaded and stored while compressed."""
 
@@ -273,6 +275,7 @@ class Committer:
         self.fast_path = fast_path
         self.local_copy = local_copy if pusher is not None else LocalCopy.IN_COMMIT
         self._copies: dict[str, asyncio.Task[None]] = {}
+        self._copy_slots = asyncio.Semaphore(LOCAL_COPIES)
         """Target image → its local copy in flight (``LocalCopy.AFTER_PUSH``)."""
         self.copy_problem: str | None = None
         """Why the last local copy failed (None once one succeeds again)."""
@@ -289,17 +292,23 @@ class Committer:
         run = _Run(self, spec, on_progress or (lambda _p: None))
         return await run.run()
 
-    def start_local_copy(self, image_name: str, copy: Callable[[], Awaitable[None]]) -> None:
-        """Run a local copy in the background (after the previous copy of the same name)."""
+    def start_local_copy(
+        self,
+        image_name: str,
+        copy: Callable[[], Awaitable[None]],
+        release: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Run ``copy`` in the background (after the previous copy of the same name, and when
+        one of :data:`LOCAL_COPIES` slots is free), then ``release``, even when cancelled."""
         previous = self._copies.get(image_name)
 
         async def run() -> None:
-            if previous is not None:
-                with contextlib.suppress(BaseException):
-                    await previous
-            started = time.monotonic()
             try:
-                await copy()
+                if previous is not None:
+                    await asyncio.wait([previous])
+                async with self._copy_slots:
+                    started = time.monotonic()
+                    await copy()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -313,6 +322,7 @@ class Committer:
                     time.monotonic() - started,
                 )
             finally:
+                await release()
                 if self._copies.get(image_name) is task:
                     del self._copies[image_name]
 
@@ -447,7 +457,9 @@ class _Run:
                     await self._push(written, layers, container.image)
             if self.copy_after_push:
                 self.c.start_local_copy(
-                    spec.target_image, lambda: self._copy_locally(written, layers, lease)
+                    spec.target_image,
+                    lambda: self._copy_locally(written, layers),
+                    lambda: self._release_copy(lease),
                 )
                 self.handed_over = True
             else:
@@ -475,11 +487,9 @@ class _Run:
             {LABEL_COMMITTED_BY: "devbox-node-shim", **self.spec.labels},
         )
 
-    async def _copy_locally(
-        self, written: image.Documents, layers: list[_Layer], lease: str
-    ) -> None:
+    async def _copy_locally(self, written: image.Documents, layers: list[_Layer]) -> None:
         """The local copy after the push (``LocalCopy.AFTER_PUSH``): content, then the image
-        record; then the work directory and the lease go.  Errors name their step."""
+        record.  Errors name their step."""
         step = "write"
         try:
             await self._store(written, layers)
@@ -489,12 +499,14 @@ class _Run:
             raise CommitError(step, exc.message) from exc
         except OSError as exc:
             raise CommitError(step, str(exc)) from exc
-        finally:
-            await asyncio.to_thread(shutil.rmtree, self.work, True)
-            try:
-                await self.c.containerd.delete_lease(lease)
-            except ctrd.ContainerdError as exc:
-                log.warning("could not delete lease %s: %s", lease, exc.message)
+
+    async def _release_copy(self, lease: str) -> None:
+        """After the local copy (or instead of it): the work directory and the lease go."""
+        await asyncio.to_thread(shutil.rmtree, self.work, True)
+        try:
+            await self.c.containerd.delete_lease(lease)
+        except ctrd.ContainerdError as exc:
+            log.warning("could not delete lease %s: %s", lease, exc.message)
 
     async def _release(self, lease: str) -> None:
         """Remove views, work files and the lease (best effort: never masks the real error);

@@ -10,22 +10,25 @@ deletions).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from devbox_node_shim.api import nodeshim_pb2 as pb
 from devbox_node_shim.api import nodeshim_pb2_grpc as pb_grpc
-from devbox_node_shim.commit import LocalCopy
+from devbox_node_shim.commit import LOCAL_COPIES, LocalCopy
 
 from app.nodeshim_client import NodeShimClient, NodeShimError
 from tests.fixtures.containerd import Containerd
 from tests.fixtures.deps import missing
+from tests.fixtures.registry import RegistryServer
 from tests.fixtures.waiting import until
 from tests.node_shim.conftest import Shim, shim_settings
 
@@ -369,6 +372,70 @@ async def test_delete_image_removes_the_local_image_and_the_registry_tag(
     assert pull.returncode != 0
     listed = await _list(shim, target.rsplit(":", 1)[0])
     assert listed.commits == []
+
+
+@contextlib.asynccontextmanager
+async def _local_copies_held(shim: Shim) -> AsyncIterator[None]:
+    """Every local-copy slot taken (as by other copies running): a new copy waits."""
+    slots = shim.server.committer._copy_slots
+    for _ in range(LOCAL_COPIES):
+        await slots.acquire()
+    try:
+        yield
+    finally:
+        for _ in range(LOCAL_COPIES):
+            slots.release()
+
+
+async def test_delete_image_waits_for_its_local_copy_so_the_image_does_not_come_back(
+    containerd: Containerd, busybox_image: str, containers: list[tuple[str, str]], shim: Shim
+) -> None:
+    source = _start(containerd, busybox_image, containers)
+    containerd.exec(source, CHANGES)
+    target = shim.target()
+    async with _local_copies_held(shim):
+        await shim.client.commit(shim.host, _request(source, target))
+        deleting = asyncio.ensure_future(shim.client.delete_image(shim.host, target))
+        await asyncio.sleep(0.3)
+        assert not deleting.done(), "DeleteImage must wait for the copy in flight"
+    assert await deleting
+
+    await shim.server.committer.settle()
+    assert target not in containerd.ctr("images", "ls", "-q").stdout.split()
+    assert _manifest_status(shim.registry, target) == 404
+
+
+async def test_a_node_shim_stopping_drops_queued_local_copies_and_their_files_and_leases(
+    containerd: Containerd, busybox_image: str, containers: list[tuple[str, str]], shim: Shim
+) -> None:
+    source = _start(containerd, busybox_image, containers)
+    containerd.exec(source, CHANGES)
+    target = shim.target()
+    async with _local_copies_held(shim):
+        await shim.client.commit(shim.host, _request(source, target))
+        assert list((shim.settings.state_dir / "work").iterdir())  # the blob waits for its copy
+        await shim.server.committer.aclose()
+
+    assert not list((shim.settings.state_dir / "work").iterdir())
+    assert containerd.ctr("leases", "ls", "-q").stdout.split() == []
+    assert target not in containerd.ctr("images", "ls", "-q").stdout.split()
+    copy = _pull_and_start(containerd, target, containers)  # the registry has it all
+    assert "hello" in containerd.exec(
+        copy, "cat /root/new.txt", namespace=_namespace(containers, copy)
+    )
+
+
+def _manifest_status(registry: RegistryServer, image: str) -> int:
+    repository, tag = image.split("/", 1)[1].rsplit(":", 1)
+    response = httpx.head(
+        f"{registry.url}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    return response.status_code
+
+
+def _namespace(started: list[tuple[str, str]], container: str) -> str:
+    return next(ns for ns, name in started if name == container)
 
 
 async def test_deleting_a_malformed_image_name_is_an_invalid_argument(shim: Shim) -> None:

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from devbox_node_shim.commit import LocalCopy
 from devbox_node_shim.push import RegistryPusher
@@ -30,6 +29,7 @@ from tests.node_shim.test_commit import (
     INSPECT,
     _inspect_pulled,
     _list,
+    _manifest_status,
     _pull_and_start,
     _request,
     _start,
@@ -37,15 +37,6 @@ from tests.node_shim.test_commit import (
 )
 
 __all__ = ["containers"]
-
-
-def _manifest_status(registry: RegistryServer, image: str) -> int:
-    repository, tag = image.split("/", 1)[1].rsplit(":", 1)
-    response = httpx.head(
-        f"{registry.url}/v2/{repository}/manifests/{tag}",
-        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
-    )
-    return response.status_code
 
 
 async def test_registry_down_at_push_fails_naming_push_and_a_retry_succeeds(

@@ -303,9 +303,67 @@ def test_a_captured_layer_is_the_layer_at_the_capture_whatever_changes_after(
 
     assert out.getvalue() == expected
     assert stats.data_bytes == captured.data_bytes
-    assert sum(p.stat().st_size for p in captured.files) == captured.data_bytes
+    # (the data files hold the data, and holes where large files are aligned)
+    assert sum(p.stat().st_size for p in captured.files) >= captured.data_bytes
     assert len(captured.files) > 1  # (large files went to the copying threads)
     assert captured.data_bytes < 60 * MiB
+
+
+@pytest.fixture
+def reflink_fs(tmp_path: Path) -> Iterator[Path]:
+    """A small XFS filesystem (reflinks on, mkfs.xfs's default) on a loop device."""
+    if os.geteuid() != 0:
+        missing("root", "mounting a loop device needs root")
+    if shutil.which("mkfs.xfs") is None:
+        missing("mkfs.xfs", "install the Debian package xfsprogs")
+    image = tmp_path / "xfs.img"
+    with image.open("wb") as f:
+        f.truncate(600 * MiB)
+    subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], check=True)
+    mount = tmp_path / "xfs"
+    mount.mkdir()
+    result = subprocess.run(
+        ["mount", "-o", "loop", str(image), str(mount)], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        missing("a loop mount", f"mount -o loop failed ({result.stderr.strip()})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_capture_on_a_filesystem_with_reflinks_shares_the_large_files_blocks(
+    reflink_fs: Path,
+) -> None:
+    """On XFS (or btrfs) the pause costs about the number of files, not their bytes: large
+    files are reflinked into the capture — and it still is the layer at the capture."""
+    upper = reflink_fs / "upper"
+    (upper / "data").mkdir(parents=True)
+    for i in range(4):
+        _write(upper / "data" / f"big-{i}.bin", os.urandom(40 * MiB + 123 * i))
+    for i in range(50):
+        _write(upper / "src" / f"small-{i}.txt", b"x" * (1000 + i))
+    expected = io.BytesIO()
+    write_layer(upper, expected)
+    free = _free_bytes(reflink_fs)
+
+    captured = capture_layer(upper, reflink_fs / "captured.data")
+    used = free - _free_bytes(reflink_fs)
+    with open(upper / "data" / "big-1.bin", "r+b") as f:
+        f.write(b"changed in place after the capture")
+    (upper / "data" / "big-2.bin").unlink()
+    out = io.BytesIO()
+    write_captured(captured, out)
+
+    assert captured.data_bytes > 160 * MiB
+    assert used < 8 * MiB, f"{used} bytes of new blocks: the large files were copied"
+    assert out.getvalue() == expected.getvalue()
+
+
+def _free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bfree * st.f_frsize
 
 
 def test_a_capture_that_cannot_be_written_is_a_layer_error_and_leaves_no_file(
