@@ -7,6 +7,8 @@ diff is captured (the user's container is never frozen while we compress or uplo
     inspect   Containers.Get, Snapshots.Stat, the parent image's manifest and config
     lease     Leases.Create (gc.expire): GC cannot collect what the commit writes
     stop      (mode STOP) SIGTERM, wait stop_timeout, SIGKILL; the exited container is committed
+    prepare   (mode SNAPSHOT, overlayfs) the capture's data files made at their size before the
+              pause (:func:`overlay_diff.prepare_capture`), so the pause only copies
     pause     (mode SNAPSHOT) Tasks.Pause; a task that is not running is committed as it is
     diff      overlayfs: the upper directory captured (:func:`overlay_diff.capture_layer`:
               metadata in memory, file data copied by the kernel into the work directory —
@@ -100,6 +102,7 @@ from devbox_node_shim.overlay_diff import (
     CapturedLayer,
     LayerError,
     capture_layer,
+    prepare_capture,
     write_captured,
     write_layer,
 )
@@ -275,8 +278,8 @@ class Committer:
         self.fast_path = fast_path
         self.local_copy = local_copy if pusher is not None else LocalCopy.IN_COMMIT
         self._copies: dict[str, asyncio.Task[None]] = {}
-        self._copy_slots = asyncio.Semaphore(LOCAL_COPIES)
         """Target image → its local copy in flight (``LocalCopy.AFTER_PUSH``)."""
+        self._copy_slots = asyncio.Semaphore(LOCAL_COPIES)
         self.copy_problem: str | None = None
         """Why the last local copy failed (None once one succeeds again)."""
         self.stream_min = STREAM_MIN
@@ -336,7 +339,8 @@ class Committer:
             await asyncio.wait(tasks)
 
     async def aclose(self) -> None:
-        """Cancel the local copies in flight (their leases expire; nothing is lost)."""
+        """Cancel the local copies in flight or queued; each still removes its work files and
+        its lease (the registry has the images: nothing is lost)."""
         tasks = list(self._copies.values())
         for task in tasks:
             task.cancel()
@@ -360,6 +364,7 @@ class _Run:
         self.current_step = ""
         self.compressing: asyncio.Future[CompressedLayer] | None = None
         self.capturing: asyncio.Future[CapturedLayer] | None = None
+        self.preparing: asyncio.Future[None] | None = None
         self.uploading: asyncio.Future[bool] | None = None
         self.storing_layer: asyncio.Future[None] | None = None
         self.storing: asyncio.Future[None] | None = None
@@ -432,6 +437,9 @@ class _Run:
                     async with self.step("stop"):
                         await self._stop(container.id)
                 else:
+                    if self.c.fast_path:
+                        async with self.step("prepare"):
+                            await self._prepare(container)
                     async with self.step("pause"):
                         self.paused = await self._pause(container.id)
                 async with self.step("diff"):
@@ -519,6 +527,8 @@ class _Run:
                 with contextlib.suppress(BaseException):
                     await task
         await self._remove_views()
+        if self.preparing is not None:
+            await asyncio.wait([self.preparing])  # (it writes into the work folder)
         if self.capturing is not None:
             # The capture thread (and its copier threads) write into the work folder until
             # they end, even when the commit was cancelled meanwhile.
@@ -635,7 +645,19 @@ class _Run:
             return False
         return task.status in ("PAUSED", "PAUSING")
 
-    # --- diff ------------------------------------------------------------------------------
+    # --- prepare / diff ---------------------------------------------------------------------
+
+    async def _prepare(self, container: ctrd.Container) -> None:
+        """Before a pause: the capture's data files, their pages allocated (see
+        :func:`overlay_diff.prepare_capture`), so the pause only copies."""
+        mounts = await self.cd.mounts(container.snapshotter, container.snapshot_key)
+        upper = _upper_dir(container.snapshotter, mounts)
+        if upper is None:
+            return  # containerd's differ: nothing to prepare
+        self.work.mkdir(parents=True, exist_ok=True)
+        data = self.work / "layer.data"
+        self.preparing = _in_thread(lambda: prepare_capture(upper, data), "prepare")
+        await asyncio.shield(self.preparing)
 
     async def _diff(self, container: ctrd.Container, snapshot: ctrd.Snapshot) -> _Capture:
         mounts = await self.cd.mounts(container.snapshotter, container.snapshot_key)

@@ -25,6 +25,7 @@ so the same upper directory gives the same bytes.
 API::
 
     write_layer(upper: str | os.PathLike[str], out: BinaryIO) -> LayerStats
+    prepare_capture(upper, data: str | os.PathLike[str]) -> None
     capture_layer(upper, data: str | os.PathLike[str]) -> CapturedLayer   (.discard())
     write_captured(captured: CapturedLayer, out: BinaryIO) -> LayerStats
 
@@ -44,6 +45,15 @@ change; ``write_captured`` then writes exactly the bytes ``write_layer`` would
 have written at the moment of the capture (it reads ``data``, never the upper directory).
 Hard links need no copy of their own; holes of sparse files are not copied.
 
+``prepare_capture`` (before the pause, optional) creates the data files already as large as the
+capture will need, written with zeros: the pages they take are then allocated before the task
+is frozen, and the copies during the pause only overwrite them — half the time of copying into
+new files on the machines measured (allocating page-cache pages is most of a copy's cost, and on
+a VM the first touch of a page costs the hypervisor a fault too).  It sizes them by walking the
+upper directory as the capture will (sizes only, no data read); files that change meanwhile
+only make the guess less exact.  Where the filesystem has reflinks the large files' data files
+are left empty (their blocks will be shared, not copied).  The capture trims what it did not use.
+
 Also here, for the squash: ``open_tar_writer(out)`` (a ``tarfile`` PAX writer onto any
 ``write(bytes)`` object) and ``add_file_member(tar, info, source, segments, size)`` (a regular
 file entry, PAX 1.0 sparse when ``segments`` leave holes).  The constants ``WHITEOUT_PREFIX``
@@ -59,11 +69,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import queue
 import stat
 import tarfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
@@ -78,6 +90,7 @@ __all__ = [
     "add_file_member",
     "capture_layer",
     "open_tar_writer",
+    "prepare_capture",
     "write_captured",
     "write_layer",
 ]
@@ -172,6 +185,82 @@ def capture_layer(upper: str | os.PathLike[str], data: str | os.PathLike[str]) -
     return CapturedLayer(recorder.paths, recorder.entries, stats, recorder.data_bytes)
 
 
+def prepare_capture(upper: str | os.PathLike[str], data: str | os.PathLike[str]) -> None:
+    """Create the data files :func:`capture_layer` of ``upper`` into ``data`` will write,
+    written with zeros to the sizes it will need (see the module docstring).  Best effort: a
+    change in ``upper`` meanwhile or a failure here only costs the capture time."""
+    first = Path(data)
+    sizes = [0] * (_COPIERS + 1)
+    try:
+        for size in _captured_sizes(os.fsencode(upper), b"", set()):
+            if size < _BACKGROUND_COPY:
+                sizes[0] += size
+            else:
+                i = min(range(1, _COPIERS + 1), key=lambda j: sizes[j])
+                sizes[i] = -(-sizes[i] // _ALIGN) * _ALIGN + size
+    except OSError:
+        return  # (the capture itself reports what is wrong with the upper directory)
+    paths = [first] + [first.with_name(f"{first.name}.{i}") for i in range(1, _COPIERS + 1)]
+    reflinks = _has_reflinks(first.parent)
+    zeros = bytes(CHUNK)
+    for i, (path, size) in enumerate(zip(paths, sizes, strict=True)):
+        if i > 0 and (reflinks or size == 0):
+            continue
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+        try:
+            done = 0
+            while done < size:
+                done += os.write(fd, zeros[: min(CHUNK, size - done)])
+        except OSError:
+            os.ftruncate(fd, 0)  # (a full disk: the capture says so, and needs no zeros)
+        finally:
+            os.close(fd)
+
+
+def _captured_sizes(upper: bytes, relative: bytes, seen: set[tuple[int, int]]) -> Iterator[int]:
+    """The data bytes the capture will copy per regular file, in the capture's order."""
+    directory = os.path.join(upper, relative) if relative else upper
+    with os.scandir(directory) as it:
+        names = sorted(entry.name for entry in it)
+    for name in names:
+        child = os.path.join(relative, name) if relative else name
+        st = os.lstat(os.path.join(upper, child))
+        if stat.S_ISREG(st.st_mode):
+            if st.st_nlink > 1:
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+            yield min(st.st_size, st.st_blocks * 512)
+        elif stat.S_ISDIR(st.st_mode):
+            yield from _captured_sizes(upper, child, seen)
+
+
+_REFLINKS: dict[int, bool] = {}
+_FICLONE = 0x40049409
+
+
+def _has_reflinks(directory: Path) -> bool:
+    """Whether ``directory``'s filesystem shares blocks between files (FICLONE works)."""
+    device = os.stat(directory).st_dev
+    if device not in _REFLINKS:
+        source = directory / f".reflink-probe-{os.getpid()}-{threading.get_ident()}"
+        clone = source.with_suffix(".clone")
+        try:
+            source.write_bytes(bytes(4096))
+            with source.open("rb") as src, clone.open("wb") as dst:
+                fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+            _REFLINKS[device] = True
+        except OSError:
+            _REFLINKS[device] = False
+        finally:
+            source.unlink(missing_ok=True)
+            clone.unlink(missing_ok=True)
+    return _REFLINKS[device]
+
+
 def write_captured(captured: CapturedLayer, out: BinaryIO) -> LayerStats:
     """Write the tar of a captured layer to ``out`` (not closed); what it wrote."""
     tar = tarwriter.TarWriter(out)
@@ -242,8 +331,9 @@ class _Recorder:
         self._create(data)
 
     def _create(self, path: Path) -> int:
+        """A new data file, or the one :func:`prepare_capture` made (kept as it is)."""
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise LayerError(f"cannot create {path} ({exc.strerror})") from exc
         self.fds.append(fd)
@@ -308,7 +398,10 @@ class _Recorder:
             thread.join()
         self._queues.clear()
         self._threads.clear()
-        for fd in self.fds:
+        for fd, used in zip(self.fds, self.offsets, strict=False):
+            with contextlib.suppress(OSError):  # (prepared zeros past the end: not needed)
+                if os.fstat(fd).st_size > used:
+                    os.ftruncate(fd, used)
             os.close(fd)
         self.fds.clear()
 

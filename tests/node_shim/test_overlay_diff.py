@@ -22,9 +22,11 @@ from pathlib import Path
 import pytest
 from devbox_node_shim.layer_apply import apply_layer
 from devbox_node_shim.overlay_diff import (
+    _ALIGN,
     LayerError,
     UnsupportedUpperDir,
     capture_layer,
+    prepare_capture,
     write_captured,
     write_layer,
 )
@@ -307,6 +309,49 @@ def test_a_captured_layer_is_the_layer_at_the_capture_whatever_changes_after(
     assert sum(p.stat().st_size for p in captured.files) >= captured.data_bytes
     assert len(captured.files) > 1  # (large files went to the copying threads)
     assert captured.data_bytes < 60 * MiB
+
+
+def test_a_prepared_capture_sizes_its_data_files_right_and_is_the_same_layer(
+    overlay: Overlay,
+) -> None:
+    """prepare_capture (before the pause) makes the data files the capture then fills: as
+    large as it needs when nothing changed in between, trimmed when less was needed."""
+    for change in MATRIX:
+        change(overlay.merged)
+    for i in range(3):
+        _write(overlay.merged / "big" / f"f{i}.bin", os.urandom(2 * MiB + 1000 * i))
+    overlay.umount()
+    expected = overlay.layer()
+    data = overlay.base / "prepared.data"
+
+    prepare_capture(overlay.upper, data)
+    prepared = {p.name: p.stat().st_size for p in overlay.base.glob("prepared.data*")}
+    captured = capture_layer(overlay.upper, data)
+    out = io.BytesIO()
+    write_captured(captured, out)
+
+    assert out.getvalue() == expected
+    assert len(prepared) == 3  # small files' data file and both copiers'
+    assert {p.name: p.stat().st_size for p in captured.files} == prepared
+
+
+def test_a_capture_prepared_before_changes_is_the_layer_after_them(overlay: Overlay) -> None:
+    for change in MATRIX:
+        change(overlay.merged)
+    overlay.umount()
+    data = overlay.base / "prepared.data"
+    prepare_capture(overlay.upper, data)
+    (overlay.upper / "large").unlink()  # less to copy than prepared...
+    _write(overlay.upper / "later" / "grown.bin", os.urandom(3 * MiB))  # ...and more
+    expected = overlay.layer()
+
+    captured = capture_layer(overlay.upper, data)
+    out = io.BytesIO()
+    write_captured(captured, out)
+
+    assert out.getvalue() == expected
+    slack = _ALIGN * len(captured.entries)  # (alignment gaps of large files)
+    assert sum(p.stat().st_size for p in captured.files) < captured.data_bytes + slack
 
 
 @pytest.fixture

@@ -78,6 +78,9 @@ class NodeShimServicer:
         <step>` (its status code says why, e.g. UNAVAILABLE for a registry that is down): the
         caller records a failed commit.  A status without it (UNAVAILABLE from the transport, a
         node-shim shutting down) means the commit may still run: re-attach with the same id.
+        The result means the registry holds the image.  The image in the node's containerd comes
+        with it or, by default (DEVBOX_NODE_SHIM_LOCAL_COPY=after-push), a little later: until
+        then a kubelet on the node pulls it from the registry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,7 +94,7 @@ class NodeShimServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteImage(self, request, context):
-        """Delete an image (local and, if asked, its registry tag).
+        """Delete an image (local and, if asked, its registry tag); waits for its local copy in flight.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
