@@ -40,7 +40,12 @@ two ways, :class:`LocalCopy`:
   the whole 1 GB diff), so a stop ends seconds earlier.  Until the copy is done, the node has no
   image of that name, and a kubelet pulls it from the registry.  A copy that fails (a full
   content store) is logged, makes ``Health`` degraded until a later copy succeeds, and loses
-  nothing: the registry has the image.  :meth:`Committer.settle` waits for copies in flight.
+  nothing: the registry has the image.  Before the hand-over the work directory keeps only the
+  blobs the copy reads; :data:`LOCAL_COPIES` copies run at once, and a commit waits (in its
+  ``write`` step) while :data:`MAX_PENDING_COPIES` are pending, so a burst of stops cannot
+  fill the node's disk.  :meth:`Committer.settle` waits for the copies pending,
+  :meth:`Committer.drop_copies` (an image being deleted) and :meth:`Committer.aclose` cancel
+  them; a copy however it ends removes its work files and its lease.
 * ``IN_COMMIT``: the commit ends once both are done; a full content store fails it
   (``OutOfSpace``, step ``write``).  Always used without a registry.
 
@@ -122,6 +127,8 @@ STOP_KILL_WAIT = 60.0
 CHUNK = 1 << 20
 LOCAL_COPIES = 2
 """Local copies into containerd at once (more would only share its ingest; the rest wait)."""
+MAX_PENDING_COPIES = 8
+"""Local copies pending (running or waiting) before a commit waits for one to end."""
 STREAM_MIN = 8 << 20
 """A new layer with at least this much file data is uploaded and stored while compressed."""
 
@@ -278,8 +285,12 @@ class Committer:
         self.fast_path = fast_path
         self.local_copy = local_copy if pusher is not None else LocalCopy.IN_COMMIT
         self._copies: dict[str, asyncio.Task[None]] = {}
-        """Target image → its local copy in flight (``LocalCopy.AFTER_PUSH``)."""
+        """Target image → its latest local copy (``LocalCopy.AFTER_PUSH``; the next one of the
+        same image waits for it)."""
+        self._jobs: set[_LocalCopyJob] = set()
+        """Every local copy pending."""
         self._copy_slots = asyncio.Semaphore(LOCAL_COPIES)
+        self._closed = False
         self.copy_problem: str | None = None
         """Why the last local copy failed (None once one succeeds again)."""
         self.stream_min = STREAM_MIN
@@ -300,10 +311,14 @@ class Committer:
         image_name: str,
         copy: Callable[[], Awaitable[None]],
         release: Callable[[], Awaitable[None]],
-    ) -> None:
+    ) -> bool:
         """Run ``copy`` in the background (after the previous copy of the same name, and when
-        one of :data:`LOCAL_COPIES` slots is free), then ``release``, even when cancelled."""
+        one of :data:`LOCAL_COPIES` slots is free), then ``release`` — also when it is dropped
+        before it starts.  False (nothing started) once :meth:`aclose` was called."""
+        if self._closed:
+            return False
         previous = self._copies.get(image_name)
+        job = _LocalCopyJob(image_name, release)
 
         async def run() -> None:
             try:
@@ -325,28 +340,70 @@ class Committer:
                     time.monotonic() - started,
                 )
             finally:
-                await release()
-                if self._copies.get(image_name) is task:
-                    del self._copies[image_name]
+                await job.release_once()
+                self._forget(job)
 
-        task = asyncio.ensure_future(run())
-        self._copies[image_name] = task
+        job.task = asyncio.ensure_future(run())
+        self._jobs.add(job)
+        self._copies[image_name] = job.task
+        return True
+
+    def _forget(self, job: _LocalCopyJob) -> None:
+        self._jobs.discard(job)
+        if self._copies.get(job.image) is job.task:
+            del self._copies[job.image]
+
+    async def room_for_copy(self) -> None:
+        """Wait while :data:`MAX_PENDING_COPIES` local copies are pending (each holds its
+        layer blobs in the work directory): a burst of commits cannot fill the disk."""
+        while len(self._jobs) >= MAX_PENDING_COPIES:
+            await asyncio.wait(
+                [job.task for job in self._jobs if job.task is not None],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
 
     async def settle(self, image_name: str | None = None) -> None:
-        """Wait until the local copies in flight (of ``image_name``, or all) have ended."""
-        tasks = [t for name, t in self._copies.items() if image_name in (None, name)]
+        """Wait until the local copies pending (of ``image_name``, or all) have ended."""
+        tasks = [j.task for j in self._jobs if image_name in (None, j.image) and j.task]
         if tasks:
             await asyncio.wait(tasks)
 
+    async def drop_copies(self, image_name: str) -> None:
+        """Cancel the local copies of ``image_name`` (an image being deleted); each removes
+        its work files and lease."""
+        await self._cancel([j for j in self._jobs if j.image == image_name])
+
     async def aclose(self) -> None:
-        """Cancel the local copies in flight or queued; each still removes its work files and
-        its lease (the registry has the images: nothing is lost)."""
-        tasks = list(self._copies.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        """Cancel the local copies pending; each still removes its work files and lease (the
+        registry has the images: nothing is lost).  No copy starts after this."""
+        self._closed = True
+        await self._cancel(list(self._jobs))
+
+    async def _cancel(self, jobs: list[_LocalCopyJob]) -> None:
+        for job in jobs:
+            if job.task is not None:
+                job.task.cancel()
+        for job in jobs:
+            if job.task is not None:
+                with contextlib.suppress(BaseException):
+                    await job.task
+            await job.release_once()  # (a task cancelled before it started never ran it)
+            self._forget(job)
+
+
+@dataclass(eq=False)
+class _LocalCopyJob:
+    """A local copy pending: its task, and what it must release however it ends."""
+
+    image: str
+    release: Callable[[], Awaitable[None]]
+    task: asyncio.Task[None] | None = None
+    released: bool = False
+
+    async def release_once(self) -> None:
+        if not self.released:
+            self.released = True
+            await self.release()
 
 
 class _Run:
@@ -464,12 +521,14 @@ class _Run:
                         await self.uploading  # (never fails: the push uploads what it missed)
                     await self._push(written, layers, container.image)
             if self.copy_after_push:
-                self.c.start_local_copy(
-                    spec.target_image,
-                    lambda: self._copy_locally(written, layers),
-                    lambda: self._release_copy(lease),
-                )
-                self.handed_over = True
+                async with self.step("write"):
+                    await self.c.room_for_copy()
+                    await self._keep_only(layers)
+                    self.handed_over = self.c.start_local_copy(
+                        spec.target_image,
+                        lambda: self._copy_locally(written, layers),
+                        lambda: self._release_copy(lease),
+                    )
             else:
                 async with self.step("write"):
                     assert self.storing is not None
@@ -507,6 +566,21 @@ class _Run:
             raise CommitError(step, exc.message) from exc
         except OSError as exc:
             raise CommitError(step, str(exc)) from exc
+
+    async def _keep_only(self, layers: list[_Layer]) -> None:
+        """Before the hand-over: of the work files, only the blobs the local copy reads stay
+        (not the captured data, nor a squash's tars)."""
+        keep = {layer.path for layer in layers if layer.path is not None}
+
+        def trim() -> None:
+            for path in self.work.iterdir():
+                if path not in keep:
+                    if path.is_dir():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
+
+        await asyncio.to_thread(trim)
 
     async def _release_copy(self, lease: str) -> None:
         """After the local copy (or instead of it): the work directory and the lease go."""
@@ -936,7 +1010,7 @@ class _Run:
     async def _store_layer(self, layer: _Layer) -> None:
         assert layer.path is not None
         await self.cd.write_content(
-            f"devbox-node-shim-layer-{layer.descriptor.digest}",
+            f"devbox-node-shim-layer-{uuid.uuid4().hex}",  # (two copies of one blob at once)
             _read_file(layer.path),
             expected=layer.descriptor.digest,
             size=layer.descriptor.size,
@@ -948,13 +1022,13 @@ class _Run:
         is gone) and the layers this commit made into the content store, all at once."""
         writes: list[Awaitable[None]] = [
             self.cd.write_content(
-                f"devbox-node-shim-config-{written.config.digest}",
+                f"devbox-node-shim-config-{uuid.uuid4().hex}",
                 written.config_bytes,
                 expected=written.config.digest,
                 size=written.config.size,
             ),
             self.cd.write_content(
-                f"devbox-node-shim-manifest-{written.manifest.digest}",
+                f"devbox-node-shim-manifest-{uuid.uuid4().hex}",
                 written.manifest_bytes,
                 expected=written.manifest.digest,
                 size=written.manifest.size,
@@ -967,7 +1041,7 @@ class _Run:
                 writes.append(self.storing_layer)
             elif layer.path is not None:
                 writes.append(self._store_layer(layer))
-        await asyncio.gather(*writes)
+        await _all(writes)
 
     # --- push ------------------------------------------------------------------------------
 
@@ -1004,6 +1078,19 @@ class _Capture:
     descriptor: Descriptor | None = None
     write_tar: Callable[[BinaryIO], None] | None = None
     """Writes the fast path's uncompressed tar again (for a squash)."""
+
+
+async def _all(awaitables: list[Awaitable[None]]) -> None:
+    """Await them side by side; when one fails, the others are cancelled (and awaited) before
+    its error is raised — none outlives the lease and the files it writes under."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def _following(chunks: Iterator[bytes]) -> AsyncGenerator[bytes, None]:

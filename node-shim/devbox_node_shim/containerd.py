@@ -16,6 +16,7 @@ gRPC failures are translated here, most specific first::
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 import uuid
@@ -551,6 +552,16 @@ class ContainerdClient:
                 pass
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, "Write") from exc
+        except asyncio.InvalidStateError as exc:
+            # The call ended while we waited for the next request (containerd restarted, the
+            # deadline passed): its status says why.
+            code = await call.code()
+            error = _BY_CODE.get(code, ContainerdError)
+            raise error(
+                f"containerd Write: {await call.details() or code.name}",
+                code=code.name,
+                call="Write",
+            ) from exc
         finally:
             if not call.done():
                 call.cancel()
@@ -620,10 +631,12 @@ class ContainerdClient:
             return _image(response.image)
         except AlreadyExists:
             pass
+        # Only our labels: an image a kubelet pulled meanwhile keeps the CRI's.
+        paths = ["target", *(f"labels.{key}" for key in labels)]
         updated = await self._call(
             "/containerd.services.images.v1.Images/Update",
             images_pb2.UpdateImageRequest(
-                image=record, update_mask=field_mask_pb2.FieldMask(paths=["target", "labels"])
+                image=record, update_mask=field_mask_pb2.FieldMask(paths=paths)
             ),
             images_pb2.UpdateImageResponse,
         )

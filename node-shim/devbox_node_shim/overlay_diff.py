@@ -153,7 +153,7 @@ class CapturedLayer:
     file's ``source`` is a :class:`_Captured` (its place in ``files``)."""
     stats: LayerStats
     data_bytes: int
-    """Bytes in ``files``."""
+    """File data bytes in ``files`` (which may also hold alignment gaps)."""
 
     def discard(self) -> None:
         """Delete the data files (the capture cannot be written after this)."""
@@ -162,8 +162,8 @@ class CapturedLayer:
 
 
 def capture_layer(upper: str | os.PathLike[str], data: str | os.PathLike[str]) -> CapturedLayer:
-    """Capture the layer of ``upper`` (file data into the new files ``data``, ``data.1``…);
-    see the module docstring."""
+    """Capture the layer of ``upper`` (file data into the files ``data``, ``data.1``…: new,
+    or made by :func:`prepare_capture`); see the module docstring."""
     recorder = _Recorder(Path(data))
     writer = _Writer(os.fsencode(upper), recorder)
     try:
@@ -201,7 +201,8 @@ def prepare_capture(upper: str | os.PathLike[str], data: str | os.PathLike[str])
     except OSError:
         return  # (the capture itself reports what is wrong with the upper directory)
     paths = [first] + [first.with_name(f"{first.name}.{i}") for i in range(1, _COPIERS + 1)]
-    reflinks = _has_reflinks(first.parent)
+    # (blocks are shared only within one filesystem)
+    reflinks = os.stat(upper).st_dev == os.stat(first.parent).st_dev and _has_reflinks(first.parent)
     zeros = bytes(CHUNK)
     for i, (path, size) in enumerate(zip(paths, sizes, strict=True)):
         if i > 0 and (reflinks or size == 0):
@@ -223,11 +224,17 @@ def prepare_capture(upper: str | os.PathLike[str], data: str | os.PathLike[str])
 def _captured_sizes(upper: bytes, relative: bytes, seen: set[tuple[int, int]]) -> Iterator[int]:
     """The data bytes the capture will copy per regular file, in the capture's order."""
     directory = os.path.join(upper, relative) if relative else upper
-    with os.scandir(directory) as it:
-        names = sorted(entry.name for entry in it)
+    try:
+        with os.scandir(directory) as it:
+            names = sorted(entry.name for entry in it)
+    except FileNotFoundError:
+        return
     for name in names:
         child = os.path.join(relative, name) if relative else name
-        st = os.lstat(os.path.join(upper, child))
+        try:
+            st = os.lstat(os.path.join(upper, child))
+        except FileNotFoundError:
+            continue  # (the task still runs: a file gone meanwhile is not captured)
         if stat.S_ISREG(st.st_mode):
             if st.st_nlink > 1:
                 if (st.st_dev, st.st_ino) in seen:

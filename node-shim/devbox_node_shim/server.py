@@ -270,7 +270,8 @@ class NodeShimService(pb_grpc.NodeShimServicer):
                 log.warning("could not delete leftover lease %s: %s", lease_id, exc.message)
 
     async def drain(self) -> None:
-        """Cancel running commits (their ``finally`` resumes tasks and drops leases)."""
+        """Cancel running commits (their ``finally`` resumes tasks and drops leases; a local
+        copy handed over drops its own, see :meth:`commit.Committer.aclose`)."""
         tasks = [run.task for run in self._running.values() if run.task is not None]
         for task in tasks:
             task.cancel()
@@ -485,8 +486,8 @@ class NodeShimService(pb_grpc.NodeShimServicer):
             except ValueError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"image: {exc}")
         deleted = False
-        # A local copy still in flight would put the image back after its deletion.
-        await self.committer.settle(request.image)
+        # A local copy pending would put the image back after its deletion: drop it.
+        await self.committer.drop_copies(request.image)
         try:
             await self.containerd.delete_image(request.image)
             deleted = True

@@ -21,6 +21,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from devbox_node_shim import commit as commit_module
 from devbox_node_shim.api import nodeshim_pb2 as pb
 from devbox_node_shim.api import nodeshim_pb2_grpc as pb_grpc
 from devbox_node_shim.commit import LOCAL_COPIES, LocalCopy
@@ -387,7 +388,7 @@ async def _local_copies_held(shim: Shim) -> AsyncIterator[None]:
             slots.release()
 
 
-async def test_delete_image_waits_for_its_local_copy_so_the_image_does_not_come_back(
+async def test_delete_image_drops_its_pending_local_copy_so_the_image_does_not_come_back(
     containerd: Containerd, busybox_image: str, containers: list[tuple[str, str]], shim: Shim
 ) -> None:
     source = _start(containerd, busybox_image, containers)
@@ -395,25 +396,26 @@ async def test_delete_image_waits_for_its_local_copy_so_the_image_does_not_come_
     target = shim.target()
     async with _local_copies_held(shim):
         await shim.client.commit(shim.host, _request(source, target))
-        deleting = asyncio.ensure_future(shim.client.delete_image(shim.host, target))
-        await asyncio.sleep(0.3)
-        assert not deleting.done(), "DeleteImage must wait for the copy in flight"
-    assert await deleting
+        # (the copy waits for a slot: DeleteImage does not wait behind it)
+        assert await asyncio.wait_for(shim.client.delete_image(shim.host, target), 10)
 
     await shim.server.committer.settle()
     assert target not in containerd.ctr("images", "ls", "-q").stdout.split()
     assert _manifest_status(shim.registry, target) == 404
+    assert not list((shim.settings.state_dir / "work").iterdir())
+    assert containerd.ctr("leases", "ls", "-q").stdout.split() == []
 
 
 async def test_a_node_shim_stopping_drops_queued_local_copies_and_their_files_and_leases(
     containerd: Containerd, busybox_image: str, containers: list[tuple[str, str]], shim: Shim
 ) -> None:
-    source = _start(containerd, busybox_image, containers)
-    containerd.exec(source, CHANGES)
     target = shim.target()
+    sources = [_start(containerd, busybox_image, containers) for _ in range(2)]
     async with _local_copies_held(shim):
-        await shim.client.commit(shim.host, _request(source, target))
-        assert list((shim.settings.state_dir / "work").iterdir())  # the blob waits for its copy
+        for source in sources:  # two copies of one image: the second waits for the first
+            containerd.exec(source, CHANGES)
+            await shim.client.commit(shim.host, _request(source, target))
+        assert list((shim.settings.state_dir / "work").iterdir())  # the blobs wait for copies
         await shim.server.committer.aclose()
 
     assert not list((shim.settings.state_dir / "work").iterdir())
@@ -423,6 +425,29 @@ async def test_a_node_shim_stopping_drops_queued_local_copies_and_their_files_an
     assert "hello" in containerd.exec(
         copy, "cat /root/new.txt", namespace=_namespace(containers, copy)
     )
+
+
+async def test_a_commit_waits_while_too_many_local_copies_are_pending(
+    containerd: Containerd,
+    busybox_image: str,
+    containers: list[tuple[str, str]],
+    shim: Shim,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each pending copy holds its layer blobs on the node's disk: their number is bounded."""
+    monkeypatch.setattr(commit_module, "MAX_PENDING_COPIES", 1)
+    first, second = (_start(containerd, busybox_image, containers) for _ in range(2))
+    async with _local_copies_held(shim):
+        await shim.client.commit(shim.host, _request(first, shim.target()))
+        waiting = asyncio.ensure_future(
+            shim.client.commit(shim.host, _request(second, shim.target()))
+        )
+        await asyncio.sleep(1.0)
+        assert not waiting.done(), "the second commit must wait for the first copy"
+    outcome = await asyncio.wait_for(waiting, 30)
+
+    await shim.server.committer.settle()
+    assert outcome.image in containerd.ctr("images", "ls", "-q").stdout.split()
 
 
 def _manifest_status(registry: RegistryServer, image: str) -> int:
