@@ -653,6 +653,10 @@ class Bench:
             log_size = int(self.containerd.exec(box, "wc -c < /root/work/app.log").strip())
             self.remove_container(box)
             image = outcome.image
+            # The next round runs it from this node's containerd: once the local copy (which
+            # follows the push) is there, as a devbox restarted on the same node would.
+            assert self.server is not None
+            await self.server.committer.settle(image)
             sizes.append(pushed)
             counts.append(outcome.layers)
             print(

@@ -52,7 +52,9 @@ new files on the machines measured (allocating page-cache pages is most of a cop
 a VM the first touch of a page costs the hypervisor a fault too).  It sizes them by walking the
 upper directory as the capture will (sizes only, no data read); files that change meanwhile
 only make the guess less exact.  Where the filesystem has reflinks the large files' data files
-are left empty (their blocks will be shared, not copied).  The capture trims what it did not use.
+are left empty (their blocks will be shared, not copied).  It writes at most an eighth of the
+memory available (more would be written back to disk before its use); the capture trims what it
+did not use.
 
 Also here, for the squash: ``open_tar_writer(out)`` (a ``tarfile`` PAX writer onto any
 ``write(bytes)`` object) and ``add_file_member(tar, info, source, segments, size)`` (a regular
@@ -200,6 +202,9 @@ def prepare_capture(upper: str | os.PathLike[str], data: str | os.PathLike[str])
                 sizes[i] = -(-sizes[i] // _ALIGN) * _ALIGN + size
     except OSError:
         return  # (the capture itself reports what is wrong with the upper directory)
+    budget = _prepare_budget()
+    if sum(sizes) > budget:  # (zeros past it would be written back to disk before their use)
+        sizes = [size * budget // sum(sizes) for size in sizes]
     paths = [first] + [first.with_name(f"{first.name}.{i}") for i in range(1, _COPIERS + 1)]
     # (blocks are shared only within one filesystem)
     reflinks = os.stat(upper).st_dev == os.stat(first.parent).st_dev and _has_reflinks(first.parent)
@@ -243,6 +248,19 @@ def _captured_sizes(upper: bytes, relative: bytes, seen: set[tuple[int, int]]) -
             yield min(st.st_size, st.st_blocks * 512)
         elif stat.S_ISDIR(st.st_mode):
             yield from _captured_sizes(upper, child, seen)
+
+
+def _prepare_budget() -> int:
+    """Bytes :func:`prepare_capture` may write: an eighth of the memory available (dirty pages
+    past the kernel's writeback threshold would go to disk, costing more than they save)."""
+    try:
+        with open("/proc/meminfo", "rb") as meminfo:
+            for line in meminfo:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 8
+    except (OSError, ValueError, IndexError):
+        pass
+    return 512 << 20
 
 
 _REFLINKS: dict[int, bool] = {}
