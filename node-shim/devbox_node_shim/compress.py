@@ -1,8 +1,8 @@
 """Compress a layer tar stream into a blob file, computing its digests on the way.
 
 One pass, bounded memory: while the uncompressed tar is fed in, its sha256 (the layer's
-``diff_id``) is computed, the compressor runs on all cores, and the compressed bytes are hashed
-(the blob ``digest``) as they are written to the file.
+``diff_id``) is computed by a thread of its own, the compressor runs on all cores, and the
+compressed bytes are hashed (the blob ``digest``) as they are written to the file.
 
 API::
 
@@ -44,6 +44,7 @@ import contextlib
 import gzip
 import hashlib
 import os
+import queue
 import shutil
 import subprocess
 import threading
@@ -133,6 +134,10 @@ class LayerCompressor:
         self.progress = progress
         self.result: CompressedLayer | None = None
         self._diff = hashlib.sha256()
+        # The diff_id is hashed by a thread of its own (hashlib drops the GIL on large
+        # buffers): the thread feeding the compressor only reads files and hands bytes over.
+        self._hashing: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._hasher = threading.Thread(target=self._hash, name="layer-diff-id", daemon=True)
         self._taken = 0
         self._pending = bytearray()
         self._process: subprocess.Popen[bytes] | None = None
@@ -166,6 +171,7 @@ class LayerCompressor:
             self._file.close()
             self.path.unlink(missing_ok=True)
             raise
+        self._hasher.start()
 
     # --- engines -----------------------------------------------------------------------------
 
@@ -249,8 +255,9 @@ class LayerCompressor:
         return size
 
     def _push(self, data: bytes) -> None:
-        assert self._writer is not None
-        self._diff.update(data)
+        if self._writer is None or not self._hasher.is_alive():
+            raise CompressError("the compressor is closed")  # (aborted by another thread)
+        self._hashing.put(data)
         try:
             self._writer.write(data)
         except (OSError, zstandard.ZstdError) as exc:
@@ -258,6 +265,16 @@ class LayerCompressor:
         self._taken += len(data)
         if self.progress is not None:
             self.progress(self._taken)
+
+    def _hash(self) -> None:
+        while (data := self._hashing.get()) is not None:
+            self._diff.update(data)
+
+    def _hashed(self) -> None:
+        """Wait for the diff_id thread to hash everything handed to it, and end it."""
+        if self._hasher.is_alive():
+            self._hashing.put(None)
+            self._hasher.join()
 
     def flush(self) -> None:
         """Nothing to do (``finish()`` flushes); present for file-like callers."""
@@ -295,6 +312,7 @@ class LayerCompressor:
         except BaseException:
             self.abort()
             raise
+        self._hashed()
         media_type = ZSTD_MEDIA_TYPE if self.compression == "zstd" else GZIP_MEDIA_TYPE
         self.result = CompressedLayer(
             path=self.path,
@@ -309,6 +327,7 @@ class LayerCompressor:
     def abort(self) -> None:
         """Stop compressing and delete the partial file (safe to call more than once)."""
         self._writer = None
+        self._hashed()
         if self._process is not None:
             if self._process.stdin is not None and not self._process.stdin.closed:
                 with contextlib.suppress(OSError):
