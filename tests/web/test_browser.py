@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from app.kubeclient import PODS
 from tests.api.stack import Stack, running_stack
 from tests.fixtures.api import ApiServer
 from tests.fixtures.simcluster import Sim
@@ -64,6 +65,27 @@ async def fits(page: Any) -> None:
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
     assert overflow <= 0
+
+
+async def until_running(page: Any, stack: Stack, token: str) -> None:
+    """The detail view shows Running within 30 s; if not, the failure says where the devbox
+    and its pod were (the server's view and the cluster's), so that a page that missed an event
+    is told from a devbox that did not start."""
+    try:
+        await expect(page.locator("#detail-phase")).to_have_text("Running", timeout=30_000)
+    except AssertionError as exc:
+        seen = await stack.server.gql(
+            "{ devboxes(first: 10) { edges { node { name phase"
+            " conditions { type status reason message } } } } }",
+            {},
+            token=token,
+        )
+        pods, _ = await stack.sim.kube.list_objects(PODS)
+        states = [
+            (p["metadata"]["name"], p.get("spec", {}).get("nodeName"), p.get("status"))
+            for p in pods
+        ]
+        raise AssertionError(f"{exc}\nthe API says: {seen}\nthe pods: {states}") from exc
 
 
 async def fill_create_form(page: Any, name: str) -> None:
@@ -118,7 +140,7 @@ async def test_a_user_creates_watches_connects_stops_and_deletes_a_devbox(
 
     # The detail view turns Running by itself (subscription, no reload).
     await expect(page).to_have_url(re.compile(r"#/devboxes/web$"))
-    await expect(page.locator("#detail-phase")).to_have_text("Running", timeout=30_000)
+    await until_running(page, stack, token)
     assert await same_document(page)
 
     # SSH: the copy button puts the command shown on the clipboard.
@@ -305,7 +327,7 @@ async def test_a_user_resizes_releases_shares_and_restores_a_devbox(
         .first.get_by_role("button", name=re.compile("^Restore commit"))
         .click()
     )
-    await expect(page.locator("#detail-phase")).to_have_text("Running", timeout=30_000)
+    await until_running(page, stack, token)
     await expect(page.locator("#audit")).to_contain_text("devboxRestore")
 
     # A revoked token: the next request is refused and the page asks to log in again.
@@ -335,7 +357,7 @@ async def test_a_stop_shows_commit_progress_and_a_failed_commit_says_nothing_was
     page = await open_page(stack.server.url)
     await log_in(page, token)
     await page.goto("/#/devboxes/box")
-    await expect(page.locator("#detail-phase")).to_have_text("Running", timeout=30_000)
+    await until_running(page, stack, token)
 
     # While the commit runs: progress, in the detail and in the list.
     shim.mode = "hang"
