@@ -501,36 +501,17 @@ class ContainerdClient:
         ``expected`` (its digest, checked by containerd) with ``labels``.  A blob that exists
         already is left as it is (``labels`` are added to it)."""
 
-        async def chunks() -> AsyncIterator[bytes]:
+        async def pieces() -> AsyncIterator[bytes]:
             if isinstance(data, bytes):
-                for start in range(0, len(data), WRITE_CHUNK):
-                    yield data[start : start + WRITE_CHUNK]
+                yield data
             else:
-                async for chunk in data:
-                    for start in range(0, len(chunk), WRITE_CHUNK):
-                        yield chunk[start : start + WRITE_CHUNK]
+                async for piece in data:
+                    yield piece
 
-        async def requests() -> AsyncIterator[content_pb2.WriteContentRequest]:
-            offset = 0
-            async for chunk in chunks():
-                yield content_pb2.WriteContentRequest(
-                    action=content_pb2.WRITE, ref=ref, total=size, offset=offset, data=chunk
-                )
-                offset += len(chunk)
-            yield content_pb2.WriteContentRequest(
-                action=content_pb2.COMMIT,
-                ref=ref,
-                total=size,
-                offset=offset,
-                expected=expected,
-                labels=dict(labels),
-            )
+        async def known() -> tuple[str, int, Mapping[str, str]]:
+            return expected, size, labels
 
-        try:
-            await self._write(requests(), max_seconds)
-        except AlreadyExists:
-            if labels:
-                await self.update_content_labels(expected, labels)
+        await self.write_content_stream(ref, pieces(), known, max_seconds=max_seconds)
 
     async def _write(
         self, requests: AsyncIterator[content_pb2.WriteContentRequest], max_seconds: float
