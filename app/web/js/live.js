@@ -7,7 +7,9 @@
 // Close code 4401 means the token was refused: the client stops and reports it. Any other
 // drop (server restart, network) reconnects with exponential backoff and jitter and subscribes
 // again; each subscription's sent() tells the page to re-read what it may have missed (no
-// polling, no reload).
+// polling, no reload) — right after the subscribe frame, and twice more within seconds, since
+// a change between the server's answer to that read and the start of the subscription would
+// otherwise be lost.
 
 import { loadDocument } from "./api.js";
 
@@ -16,6 +18,7 @@ const PONG_WITHIN_MS = 10000;
 const ACK_WITHIN_MS = 10000;
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 30000;
+const RESETTLE_AFTER_MS = [1500, 6000];
 
 export const UNAUTHORIZED = 4401;
 
@@ -121,6 +124,15 @@ export class LiveClient {
     });
     // Events are sent from now on only: the page re-reads the current state after this.
     sub.handlers.sent?.();
+    // The server starts the subscription a moment after the frame arrives (the protocol
+    // says nothing when it has), and the read may be answered before that: a change in
+    // between would reach neither.  Reading again once the server has surely started it
+    // closes that gap (a busy server may take seconds: twice).
+    for (const ms of RESETTLE_AFTER_MS) {
+      this.later(() => {
+        if (sub.sent && this.subscriptions.has(sub.id)) sub.handlers.sent?.();
+      }, ms);
+    }
   }
 
   connectNow() {
